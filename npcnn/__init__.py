@@ -1,0 +1,17 @@
+"""npcnn: a from-scratch, pure-NumPy CNN engine that opens Keras model files and shows what CNNs see."""
+from . import layers
+from .errors import FormatError, InputError, NpcnnError, UnsafeModelError, UnsupportedError
+from .initializers import set_seed
+from .model import Input, Model, Sequential, Trace
+
+__version__ = "0.1.0"
+
+
+def load_model(path, config=None):
+    """Open any Keras model file (format picked from its content); ``config`` for weights-only files."""
+    from .io import load_model as _load
+    return _load(path, config=config)
+
+
+__all__ = ["layers", "Model", "Sequential", "Input", "Trace", "load_model", "set_seed", "NpcnnError",
+           "InputError", "FormatError", "UnsafeModelError", "UnsupportedError"]

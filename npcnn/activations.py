@@ -1,0 +1,181 @@
+"""Every Keras activation by name: the function and its derivative side by side.
+
+Each entry is ``forward(z, **params) -> y`` and ``backward(dy, saved, **params) -> dz`` where
+``saved`` is whichever of the input ``z`` or the output ``y`` the derivative is cheapest from
+(``uses`` says which), so a layer keeps one array, not two.
+
+Backward *rules* replace the ReLU-family backward for a whole model (Springenberg et al. 2014
+guided backprop; Zeiler & Fergus 2014 deconvnet) without touching any layer's code:
+  normal      dz = f'(z) * dy
+  guided      dz = f'(z) * max(dy, 0)        only positive signal through positive inputs
+  deconvnet   dz = max(dy, 0)                 the forward mask is ignored
+"""
+import math
+
+import numpy as np
+
+from .errors import InputError
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+_erf_vec = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _erf(x):
+    """Exact erf without scipy (math.erf per element: slow, but gelu is rare in CNNs)."""
+    return _erf_vec(x).astype(x.dtype, copy=False)
+
+
+def _sigmoid(z):
+    # exp of a non-positive number never overflows
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(z.dtype, copy=False)
+
+
+def _softplus(z):
+    return (np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))).astype(z.dtype, copy=False)
+
+
+def relu_forward(z, negative_slope=0.0, max_value=None, threshold=0.0):
+    if negative_slope == 0 and max_value is None and threshold == 0:
+        return np.maximum(z, 0)
+    y = np.where(z >= threshold, z, negative_slope * (z - threshold)).astype(z.dtype, copy=False)
+    if max_value is not None:
+        y = np.minimum(y, max_value)
+    return y
+
+
+def relu_derivative(z, negative_slope=0.0, max_value=None, threshold=0.0):
+    inside = z >= threshold if threshold != 0 else z > 0
+    slope = np.where(inside, 1.0, negative_slope).astype(z.dtype, copy=False)
+    if max_value is not None:
+        slope = slope * (z < max_value)
+    return slope
+
+
+def _softmax(z, axis=-1):
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _softmax_backward(dy, y, axis=-1):
+    return y * (dy - (dy * y).sum(axis=axis, keepdims=True))
+
+
+def _log_softmax(z, axis=-1):
+    s = z - z.max(axis=axis, keepdims=True)
+    return s - np.log(np.exp(s).sum(axis=axis, keepdims=True))
+
+
+def _log_softmax_backward(dy, y, axis=-1):
+    return dy - np.exp(y) * dy.sum(axis=axis, keepdims=True)
+
+
+def _elu(z, alpha=1.0):
+    return np.where(z > 0, z, alpha * np.expm1(np.minimum(z, 0))).astype(z.dtype, copy=False)
+
+
+def _elu_backward(dy, z, alpha=1.0):
+    return dy * np.where(z > 0, 1.0, alpha * np.exp(np.minimum(z, 0))).astype(z.dtype, copy=False)
+
+
+def _gelu(z, approximate=False):
+    if approximate:
+        return 0.5 * z * (1 + np.tanh(_SQRT_2_OVER_PI * (z + 0.044715 * z ** 3)))
+    return 0.5 * z * (1 + _erf(z / math.sqrt(2.0)))
+
+
+def _gelu_backward(dy, z, approximate=False):
+    if approximate:
+        inner = _SQRT_2_OVER_PI * (z + 0.044715 * z ** 3)
+        t = np.tanh(inner)
+        d = 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * z * z)
+    else:
+        pdf = np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+        d = 0.5 * (1 + _erf(z / math.sqrt(2.0))) + z * pdf
+    return dy * d.astype(z.dtype, copy=False)
+
+
+def _hard_sigmoid(z, slope=1.0 / 6.0):
+    # Keras 3: relu6(x + 3) / 6; Keras 2 used slope 0.2: clip(0.2 x + 0.5, 0, 1)
+    return np.clip(slope * z + 0.5, 0, 1).astype(z.dtype, copy=False)
+
+
+def _hard_sigmoid_backward(dy, z, slope=1.0 / 6.0):
+    return dy * (slope * ((z > -0.5 / slope) & (z < 0.5 / slope))).astype(z.dtype, copy=False)
+
+
+def _swish_backward(dy, z):
+    s = _sigmoid(z)
+    return dy * (s * (1 + z * (1 - s)))
+
+
+def _hard_swish_backward(dy, z):
+    d = np.where(z <= -3, 0.0, np.where(z >= 3, 1.0, (2 * z + 3) / 6.0)).astype(z.dtype, copy=False)
+    return dy * d
+
+
+def _mish(z):
+    return z * np.tanh(_softplus(z))
+
+
+def _mish_backward(dy, z):
+    t = np.tanh(_softplus(z))
+    return dy * (t + z * (1 - t * t) * _sigmoid(z))
+
+
+class Activation:
+    """One activation: ``forward(z) -> y``, ``backward(dy, saved) -> dz``, ``uses`` in {"z", "y"}."""
+
+    def __init__(self, name, forward, backward, uses="z", relu_like=False):
+        self.name, self.forward, self._backward, self.uses, self.relu_like = (
+            name, forward, backward, uses, relu_like)
+
+    def backward(self, dy, saved, rule=None, **params):
+        if rule is None or not self.relu_like:
+            return self._backward(dy, saved, **params)
+        if rule == "guided":
+            return self._backward(np.maximum(dy, 0), saved, **params)
+        if rule == "deconvnet":
+            return np.maximum(dy, 0)
+        if callable(rule):
+            return rule(dy, saved, lambda g: self._backward(g, saved, **params))
+        raise InputError(f"unknown backward rule {rule!r}; use None, 'guided', 'deconvnet' or a function")
+
+
+ACTIVATIONS = {a.name: a for a in [
+    Activation("linear", lambda z: z, lambda dy, z: dy),
+    Activation("relu", relu_forward,
+               lambda dy, z, **p: dy * relu_derivative(z, **p), relu_like=True),
+    Activation("relu6", lambda z: np.clip(z, 0, 6),
+               lambda dy, z: dy * ((z > 0) & (z < 6)), relu_like=True),
+    Activation("leaky_relu", lambda z, negative_slope=0.2: relu_forward(z, negative_slope),
+               lambda dy, z, negative_slope=0.2: dy * relu_derivative(z, negative_slope), relu_like=True),
+    Activation("sigmoid", _sigmoid, lambda dy, y: dy * y * (1 - y), uses="y"),
+    Activation("hard_sigmoid", _hard_sigmoid, _hard_sigmoid_backward),
+    Activation("tanh", np.tanh, lambda dy, y: dy * (1 - y * y), uses="y"),
+    Activation("softmax", _softmax, _softmax_backward, uses="y"),
+    Activation("log_softmax", _log_softmax, _log_softmax_backward, uses="y"),
+    Activation("elu", _elu, _elu_backward),
+    Activation("selu", lambda z: _SELU_SCALE * _elu(z, _SELU_ALPHA),
+               lambda dy, z: _SELU_SCALE * _elu_backward(dy, z, _SELU_ALPHA)),
+    Activation("gelu", _gelu, _gelu_backward),
+    Activation("swish", lambda z: z * _sigmoid(z), _swish_backward),
+    Activation("hard_swish", lambda z: z * np.clip(z + 3, 0, 6) / 6, _hard_swish_backward),
+    Activation("softplus", _softplus, lambda dy, z: dy * _sigmoid(z)),
+    Activation("softsign", lambda z: z / (1 + np.abs(z)), lambda dy, z: dy / (1 + np.abs(z)) ** 2),
+    Activation("exponential", np.exp, lambda dy, y: dy * y, uses="y"),
+    Activation("mish", _mish, _mish_backward),
+]}
+ALIASES = {"silu": "swish", "hard_silu": "hard_swish", None: "linear", "": "linear"}
+
+
+def get(name):
+    """The :class:`Activation` for a Keras activation name (``"relu"``, ``"silu"``...)."""
+    key = ALIASES.get(name, name)
+    if key not in ACTIVATIONS:
+        raise InputError(f"unknown activation {name!r}; known: {', '.join(sorted(ACTIVATIONS))}")
+    return ACTIVATIONS[key]

@@ -1,0 +1,208 @@
+"""The Layer contract, and the symbolic tensors that wire layers into a graph (Keras's functional API).
+
+A layer is its config (Keras argument names), its weights (``layer.params``, Keras order) and two
+functions written side by side in each subclass::
+
+    forward(x, training=False)              -> (out, cache)
+    backward(dout, cache, need_dx=True,
+             need_params=True)              -> (dx, {weight name: dW})
+
+``x``/``dx`` are arrays, or lists of arrays for merge layers. A fused ``activation=`` (Conv2D(...,
+activation="relu")) is applied by :meth:`Layer.apply` after ``forward``; its backward, and so the
+backward *rule* a model may impose on ReLU-like units, lives in one place: :meth:`Layer.apply_backward`.
+"""
+import contextlib
+import re
+
+import numpy as np
+
+from .. import activations
+from ..errors import InputError
+from ..initializers import initialize
+
+_name_counters = {}
+_lazy_init = [False]
+
+
+@contextlib.contextmanager
+def zero_init():
+    """Build layers with zero weights (fast; the loader overwrites them from the file)."""
+    _lazy_init.append(True)
+    try:
+        yield
+    finally:
+        _lazy_init.pop()
+
+
+def _auto_name(cls_name):
+    base = re.sub("([a-z])([A-Z])", r"\1_\2", re.sub("(.)([A-Z][a-z]+)", r"\1_\2", cls_name)).lower()
+    n = _name_counters.get(base, 0)
+    _name_counters[base] = n + 1
+    return base if n == 0 else f"{base}_{n}"
+
+
+class SymbolicTensor:
+    """A placeholder for an array while a graph is being wired: a shape (batch None) and its producer."""
+
+    def __init__(self, shape, node=None, index=0):
+        self.shape, self.node, self.index = tuple(shape), node, index
+
+    def __repr__(self):
+        producer = self.node.layer.name if self.node else "?"
+        return f"<SymbolicTensor shape={self.shape} from {producer!r}>"
+
+
+class Node:
+    """One call of a layer inside a graph: which tensors went in and which came out."""
+
+    def __init__(self, layer, inputs, output_shapes):
+        self.layer, self.inputs = layer, list(inputs)
+        self.outputs = [SymbolicTensor(s, self, i) for i, s in enumerate(output_shapes)]
+
+
+def _shape_list(x):
+    return [t.shape for t in x] if isinstance(x, (list, tuple)) else x.shape
+
+
+class Layer:
+    """Base class. Subclasses set ``weight_names`` (Keras order) and implement forward/backward."""
+
+    weight_names = ()
+    non_trainable_names = ()
+    multi_input = False
+
+    def __init__(self, name=None, activation=None, trainable=True, dtype=None, input_shape=None,
+                 batch_input_shape=None, batch_shape=None, batch_size=None, input_dim=None, **ignored):
+        self.name = name or _auto_name(type(self).__name__)
+        self.trainable = trainable
+        self.set_activation(activation)
+        self.params = {}
+        self.nodes = []
+        shape = batch_shape or batch_input_shape
+        if shape is None and input_shape is not None:
+            shape = (batch_size, *tuple(input_shape))
+        if shape is None and input_dim is not None:
+            shape = (batch_size, input_dim)
+        self.batch_input_shape = tuple(shape) if shape is not None else None
+        self.extra_config = ignored  # Keras options with no effect at inference (initialisers, regularisers...)
+
+    # -- activation fused into the layer (Keras's activation= argument) --------------------------
+    def set_activation(self, activation, **params):
+        if isinstance(activation, dict):  # Keras 3 may serialise an activation as an object
+            activation = activation.get("config", {}).get("name", activation.get("class_name"))
+        self.activation = activations.get(activation)
+        self.activation_params = params
+
+    def apply(self, x, training=False):
+        """forward, then the fused activation: (y, cache)."""
+        z, cache = self.forward(x, training)
+        act = self.activation
+        if act.name == "linear":
+            return z, (cache, None)
+        y = act.forward(z, **self.activation_params)
+        return y, (cache, z if act.uses == "z" else y)
+
+    def apply_backward(self, dy, cache, rule=None, need_dx=True, need_params=True):
+        """Backward through the fused activation (under ``rule``), then through :meth:`backward`."""
+        cache, saved = cache
+        dz = dy if saved is None else self.activation.backward(dy, saved, rule, **self.activation_params)
+        return self.backward(dz, cache, need_dx=need_dx, need_params=need_params)
+
+    # -- to be written by each layer -------------------------------------------------------------
+    def forward(self, x, training=False):
+        return x, None
+
+    def backward(self, dout, cache, need_dx=True, need_params=True):
+        return dout, {}
+
+    def output_shape(self, input_shape):
+        return input_shape
+
+    def weight_shapes(self, input_shape):
+        """{weight name: shape} for an input shape (layers with weights override)."""
+        return {}
+
+    def initializer(self, weight_name):
+        return "zeros"
+
+    # -- weights ---------------------------------------------------------------------------------
+    def build(self, input_shape, dtype="float32"):
+        shapes = self.weight_shapes(input_shape)
+        for wname in self.weight_names:
+            if wname in shapes and wname not in self.params:
+                spec = "zeros" if _lazy_init[-1] else self.initializer(wname)
+                self.params[wname] = initialize(spec, shapes[wname], dtype)
+
+    def get_weights(self):
+        return [self.params[n] for n in self.weight_names if n in self.params]
+
+    def set_weights(self, weights):
+        names = [n for n in self.weight_names if n in self.params]
+        if len(weights) != len(names):
+            raise InputError(f"layer {self.name!r} has {len(names)} weights ({', '.join(names)}), got {len(weights)}")
+        for n, w in zip(names, weights):
+            w = np.asarray(w)
+            if w.shape != self.params[n].shape:
+                raise InputError(f"layer {self.name!r}: weight {n!r} has shape {self.params[n].shape}, "
+                                 f"got {w.shape}")
+            self.params[n] = w.astype(self.params[n].dtype)
+
+    def count_params(self):
+        return sum(int(np.prod(p.shape)) for p in self.params.values())
+
+    def astype(self, dtype):
+        self.params = {k: v.astype(dtype) for k, v in self.params.items()}
+        return self
+
+    # -- config ------------------------------------------------------------------------------------
+    def get_config(self):
+        """Keras-style config (the keys Keras's own layer writes that npcnn uses)."""
+        cfg = {"name": self.name, "trainable": self.trainable}
+        if self.activation.name != "linear" and "activation" in self.config_keys():
+            cfg["activation"] = self.activation.name
+        for k in self.config_keys():
+            if k != "activation":
+                cfg[k] = getattr(self, k)
+        return cfg
+
+    def config_keys(self):
+        return ()
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    # -- wiring ------------------------------------------------------------------------------------
+    def __call__(self, inputs, training=False):
+        """On symbolic tensors: add a node to the graph. On arrays: run eagerly (inference)."""
+        items = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+        if all(isinstance(t, SymbolicTensor) for t in items):
+            in_shape = _shape_list(inputs)
+            if not self.params:
+                self.build(in_shape)
+            node = Node(self, items, [self.output_shape(in_shape)])
+            self.nodes.append(node)
+            return node.outputs[0]
+        x = [np.asarray(t) for t in items] if self.multi_input else np.asarray(inputs)
+        if not self.params and self.weight_names:
+            self.build(_shape_list(x) if self.multi_input else (None, *x.shape[1:]), x.dtype)
+        return self.apply(x, training)[0]
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+def check_rank(layer, x, ranks):
+    """Raise InputError naming the layer if ``x`` has a rank outside ``ranks``."""
+    if len(x.shape) not in ranks:
+        raise InputError(f"layer {layer.name!r} ({type(layer).__name__}) expects a rank "
+                         f"{' or '.join(map(str, ranks))} input, got shape {tuple(x.shape)}")
+
+
+def reduce_to_shape(g, shape):
+    """Sum a broadcast gradient back to ``shape`` (the backward of NumPy broadcasting)."""
+    while g.ndim > len(shape):
+        g = g.sum(axis=0)
+    axes = tuple(i for i, (a, b) in enumerate(zip(g.shape, shape)) if b == 1 and a != 1)
+    return g.sum(axis=axes, keepdims=True) if axes else g
+
