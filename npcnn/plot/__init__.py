@@ -1,0 +1,2 @@
+"""Figures: functions that take arrays (from npcnn.features / npcnn.attribution) and return matplotlib
+Figures. No math here beyond display scaling; nothing here is imported by the computing modules."""
