@@ -148,8 +148,13 @@ class Model(Layer):
     def layer_keys(self):
         """Every activation key in graph order: "conv2d", "inner_model/dense", "inner_model"..."""
         order = {tid: i for i, tid in enumerate([*self._input_ids, *[s.output for s in self._steps]])}
-        return sorted((k for k, t in self._keys.items() if t in self._producer),
-                      key=lambda k: (order[self._keys[k]], k.count("/") == 0))
+
+        def produced_by_own_step(k):  # the step's key, or a nested model around it; not an input alias
+            step_key = self._steps[self._producer[self._keys[k]]].key
+            return step_key == k or step_key.startswith(k + "/")
+        # a nested model's key comes after its last layer's (deepest first)
+        return sorted((k for k, t in self._keys.items() if t in self._producer and produced_by_own_step(k)),
+                      key=lambda k: (order[self._keys[k]], -k.count("/")))
 
     def get_layer(self, name=None, index=None):
         """The layer called ``name`` (nested: "inner_model/conv2d"), or at ``index`` in :attr:`layers`."""

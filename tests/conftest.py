@@ -84,6 +84,16 @@ def away_from(x, kinks, margin=0.1):
     return x
 
 
+def randomize_weights(weights, rng, scale=0.7):
+    """Overwrite, in place, every array of ``weights`` ({name: array}, e.g. ``layer.params`` or
+    ``model.named_weights()``) with random values; variances uniform in [0.5, 1.5] so they stay valid.
+    Random biases, gammas and betas make sure no gradient is trivially zero or one."""
+    for name, p in weights.items():
+        if name.endswith("count"):
+            continue
+        p[...] = rng.uniform(0.5, 1.5, p.shape) if "variance" in name else rng.normal(0.0, scale, p.shape)
+
+
 @pytest.fixture
 def rng():
     """A fresh, seeded generator per test (tests stay reproducible and independent of order)."""

@@ -14,23 +14,12 @@ import pytest
 import npcnn
 from npcnn import activations as A
 from npcnn import layers as L
-from conftest import away_from, check_gradient, rel_error
+from conftest import away_from, check_gradient, randomize_weights, rel_error
 
 MODEL_TOL = 1e-10  # model-level gradients are the same arithmetic as the layer's: equal up to round-off
 
 
 # --------------------------------------------------------------------------- helpers
-def randomize_weights(layer, rng):
-    """Replace every weight by random float64 values (variances positive), so no gradient is trivial."""
-    for name, p in layer.params.items():
-        if name == "count":
-            continue
-        if "variance" in name:
-            layer.params[name] = rng.uniform(0.5, 1.5, p.shape)
-        else:
-            layer.params[name] = rng.normal(0.0, 0.7, p.shape)
-
-
 def forward(layer, xs, training, seed):
     """One forward of the layer (fused activation included); the seed fixes a training-mode noise mask."""
     if seed is not None:
@@ -46,8 +35,8 @@ def gradcheck_layer(layer, xs, rng, training=False, seed=None, n_coords=40):
     """Check one layer on inputs ``xs`` (a list of float64 arrays); returns the gradients it checked."""
     xs = [np.array(x, dtype=np.float64) for x in xs]
     layer(xs if layer.multi_input else xs[0])  # eager call: builds the weights for these shapes
-    randomize_weights(layer, rng)
     layer.astype("float64")
+    randomize_weights(layer.params, rng)
 
     y, cache = forward(layer, xs, training, seed)
     assert y.dtype == np.float64, f"{layer.name}: float64 in, {y.dtype} out"
