@@ -143,7 +143,14 @@ class Activation:
             return np.maximum(dy, 0)
         if callable(rule):
             return rule(dy, saved, lambda g: self._backward(g, saved, **params))
-        raise InputError(f"unknown backward rule {rule!r}; use None, 'guided', 'deconvnet' or a function")
+        check_rule(rule)  # raises: every valid rule has returned above
+
+
+def check_rule(rule):
+    """A backward rule is None (normal), "guided", "deconvnet" or a function; anything else is refused."""
+    if rule is None or rule in ("guided", "deconvnet") or callable(rule):
+        return rule
+    raise InputError(f"unknown backward rule {rule!r}; use None, 'guided', 'deconvnet' or a function")
 
 
 ACTIVATIONS = {a.name: a for a in [

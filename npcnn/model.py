@@ -15,8 +15,9 @@ from collections import namedtuple
 
 import numpy as np
 
-from .errors import InputError, NpcnnError
-from .layers.base import Layer, Node, SymbolicTensor
+from .activations import check_rule
+from .errors import InputError
+from .layers.base import Layer, Node, SymbolicTensor, run_layer
 from .layers.core import InputLayer
 
 Step = namedtuple("Step", "key layer inputs output")
@@ -159,6 +160,8 @@ class Model(Layer):
     def get_layer(self, name=None, index=None):
         """The layer called ``name`` (nested: "inner_model/conv2d"), or at ``index`` in :attr:`layers`."""
         if index is not None:
+            if not -len(self._layers) <= index < len(self._layers):
+                raise InputError(f"model {self.name!r} has {len(self._layers)} layers, no index {index}")
             return self._layers[index]
         head, _, rest = str(name).partition("/")
         for layer in self._layers:
@@ -192,7 +195,7 @@ class Model(Layer):
 
     # ------------------------------------------------------------------ inputs
     def _prepare(self, x):
-        xs = _as_list(x)
+        xs = _input_list(x, len(self._inputs))
         if len(xs) != len(self._inputs):
             raise InputError(f"model {self.name!r} has {len(self._inputs)} inputs, got {len(xs)} arrays")
         out = []
@@ -211,14 +214,7 @@ class Model(Layer):
         last = len(self._steps) if upto is None else upto + 1
         for i, step in enumerate(self._steps[:last]):
             args = [values[t] for t in step.inputs]
-            try:
-                out, cache = step.layer.apply(args if step.layer.multi_input else args[0], training)
-            except NpcnnError:
-                raise
-            except (ValueError, IndexError, TypeError) as e:
-                shapes = ", ".join(str(a.shape) for a in args)
-                raise InputError(f"layer {step.key!r} ({type(step.layer).__name__}) failed on input shape(s) "
-                                 f"{shapes}: {e}") from None
+            out, cache = run_layer(step.layer, args if step.layer.multi_input else args[0], training, step.key)
             values[step.output] = out
             if need_caches:
                 caches[i] = cache
@@ -232,6 +228,8 @@ class Model(Layer):
         """Model output(s) for x: (N, H, W, C) -> (N, ...) (a list when the model has several outputs)."""
         xs = self._prepare(x)
         n = xs[0].shape[0]
+        if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+            raise InputError(f"model {self.name!r}: batch_size must be a positive integer, got {batch_size!r}")
         step = batch_size or n or 1
         chunks = []
         for s in range(0, max(n, 1), step):
@@ -269,11 +267,28 @@ class Model(Layer):
     def backward_rule(self, rule):
         """Within the block, the backward of every ReLU-like unit is ``rule``: "guided", "deconvnet", or a
         function ``rule(dy, saved, normal_backward) -> dz``."""
-        previous, self._rule = self._rule, rule
+        previous, self._rule = self._rule, check_rule(rule)
         try:
             yield self
         finally:
             self._rule = previous
+
+    # ------------------------------------------------------------------ training (npcnn.train does it)
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+        """Choose the optimiser, loss and metrics, as Keras's ``compile`` (see :mod:`npcnn.train`)."""
+        from .train import compile as _compile
+        return _compile(self, optimizer, loss, metrics)
+
+    def fit(self, x=None, y=None, **kwargs):
+        """Train: ``fit(x, y, epochs=1, batch_size=32, validation_data=None | validation_split=0.0,
+        callbacks=None, verbose=1, shuffle=True)`` -> History (``.history`` dict), as Keras's."""
+        from .train import fit as _fit
+        return _fit(self, x, y, **kwargs)
+
+    def evaluate(self, x=None, y=None, **kwargs):
+        """Loss and metrics on (x, y) in inference mode: loss, or [loss, metric...] as Keras's."""
+        from .train import evaluate as _evaluate
+        return _evaluate(self, x, y, **kwargs)
 
     # ------------------------------------------------------------------ weights
     def _unique_layers(self):
@@ -391,8 +406,8 @@ class Sequential(Model):
         if not hasattr(self, "_inputs"):
             if not self._stack:
                 raise InputError(f"Sequential model {self.name!r} has no layers")
-            first = _as_list(x)[0]
-            self._wire((None, *np.shape(first)[1:]))
+            first = check_input(_input_list(x, 1)[0], None, f"model {self.name!r} input", self.dtype)
+            self._wire((None, *first.shape[1:]))
         return super()._prepare(x)
 
 
@@ -400,7 +415,10 @@ def check_input(x, shape, what, dtype):
     """Validate and convert one input array: numeric, finite, the declared rank and sizes."""
     if isinstance(x, SymbolicTensor):
         raise InputError(f"{what}: expected an array, got a symbolic tensor")
-    arr = np.asarray(x)
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError) as e:  # ragged nested lists
+        raise InputError(f"{what}: cannot be read as one array ({e})") from None
     if arr.dtype.kind not in "biuf":
         raise InputError(f"{what}: expected a real numeric array, got dtype {arr.dtype}")
     if shape is not None:
@@ -414,6 +432,15 @@ def check_input(x, shape, what, dtype):
     if not np.isfinite(arr).all():
         raise InputError(f"{what} contains NaN or infinite values")
     return arr
+
+
+def _input_list(x, n_inputs):
+    """The caller's x as a list of per-input arrays. For a one-input model, a nested Python list is one
+    array-like (``[[0.1, 0.2]]``), not a list of inputs; a list of NumPy arrays is a list of inputs."""
+    if n_inputs == 1 and isinstance(x, (list, tuple)) and not any(
+            isinstance(e, (np.ndarray, SymbolicTensor)) for e in x):
+        return [x]
+    return _as_list(x)
 
 
 def _topological_nodes(outputs, model_name):
@@ -471,9 +498,9 @@ class Trace:
             value = self.values[t]
             if c is None:
                 c = np.ones_like(value)
-            c = np.asarray(c)
+            where = "the model output" if of is None else f"layer {of!r}"
+            c = check_input(c, None, f"model {model.name!r}: the cotangent for {where}", value.dtype)
             if c.shape != value.shape:
-                where = "the model output" if of is None else f"layer {of!r}"
                 raise InputError(f"cotangent for {where} has shape {c.shape}, but the output has shape {value.shape}")
             out[t] = out.get(t, 0) + c.astype(value.dtype, copy=False)
         return out
@@ -484,7 +511,7 @@ class Trace:
         Returns (input grads list, {param key: grad}, {wrt tensor id: grad}).
         """
         model = self.model
-        rule = model._rule if rule is None else rule
+        rule = check_rule(model._rule if rule is None else rule)
         grads = dict(seeds)
         wrt = set(wrt)
         need = _needs_grad(model, want_inputs, want_params, wrt)

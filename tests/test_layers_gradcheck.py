@@ -187,6 +187,8 @@ CASES = {
     "subtract": (lambda: L.Subtract(), [X4, X4]),
     "multiply3": (lambda: L.Multiply(), [X4, X4, X4]),
     "multiply_broadcast_se": (lambda: L.Multiply(), [X4, normal(2, 1, 1, 3)]),  # EfficientNet's squeeze-excite
+    "multiply_broadcast_first": (lambda: L.Multiply(), [normal(2, 1, 1, 3), X4]),
+    "add_broadcast_first": (lambda: L.Add(), [normal(2, 1, 6, 1), X4]),
     "average": (lambda: L.Average(), [X4, X4, X4]),
     "maximum": (lambda: L.Maximum(), [X4, X4, X4]),
     "minimum": (lambda: L.Minimum(), [X4, X4]),

@@ -17,7 +17,7 @@ import re
 import numpy as np
 
 from .. import activations
-from ..errors import InputError
+from ..errors import InputError, NpcnnError
 from ..initializers import initialize
 
 _name_counters = {}
@@ -128,6 +128,10 @@ class Layer:
     # -- weights ---------------------------------------------------------------------------------
     def build(self, input_shape, dtype="float32"):
         shapes = self.weight_shapes(input_shape)
+        for wname, shape in shapes.items():
+            if any(d is None or d < 0 for d in shape):
+                raise InputError(f"layer {self.name!r} ({type(self).__name__}) cannot size its weight {wname!r} "
+                                 f"from input shape {input_shape}: declare the input's sizes (got {shape})")
         for wname in self.weight_names:
             if wname in shapes and wname not in self.params:
                 spec = "zeros" if _lazy_init[-1] else self.initializer(wname)
@@ -177,26 +181,59 @@ class Layer:
         """On symbolic tensors: add a node to the graph. On arrays: run eagerly (inference)."""
         items = inputs if isinstance(inputs, (list, tuple)) else [inputs]
         if all(isinstance(t, SymbolicTensor) for t in items):
-            in_shape = _shape_list(inputs)
-            if not self.params:
-                self.build(in_shape)
-            node = Node(self, items, [self.output_shape(in_shape)])
+            node = Node(self, items, [wired_output_shape(self, _shape_list(inputs))])
             self.nodes.append(node)
             return node.outputs[0]
         x = [np.asarray(t) for t in items] if self.multi_input else np.asarray(inputs)
         if not self.params and self.weight_names:
             self.build(_shape_list(x) if self.multi_input else (None, *x.shape[1:]), x.dtype)
-        return self.apply(x, training)[0]
+        return run_layer(self, x, training)[0]
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name!r}>"
 
 
+def run_layer(layer, x, training=False, key=None):
+    """``layer.apply(x)``, with any failure raised as npcnn's own error naming the layer and input shapes.
+
+    key: the layer's name in a model ("inner/conv"); x: an array, or a list for merge layers.
+    """
+    key = layer.name if key is None else key
+    try:
+        return layer.apply(x, training)
+    except NpcnnError as e:
+        if repr(layer.name) in str(e) or repr(key) in str(e):
+            raise
+        raise type(e)(f"layer {key!r} ({type(layer).__name__}) on input shape(s) {_shape_list(x)}: {e}") from None
+    except (ValueError, IndexError, TypeError) as e:
+        raise InputError(f"layer {key!r} ({type(layer).__name__}) failed on input shape(s) {_shape_list(x)}: "
+                         f"{e}") from None
+
+
+def wired_output_shape(layer, input_shape):
+    """Build the layer's weights (first call) and infer its output shape while a graph is wired: a wrong
+    rank, a mismatch or an empty/negative size is refused there, naming the layer and the input shape."""
+    try:
+        if not layer.params:
+            layer.build(input_shape)
+        out = tuple(layer.output_shape(input_shape))
+    except (NpcnnError, ValueError, IndexError, TypeError) as e:
+        if isinstance(e, NpcnnError) and repr(layer.name) in str(e):
+            raise
+        raise InputError(f"layer {layer.name!r} ({type(layer).__name__}) cannot take input shape(s) "
+                         f"{input_shape}: {e}") from None
+    if any(d is not None and d <= 0 for d in out[1:]):
+        raise InputError(f"layer {layer.name!r} ({type(layer).__name__}) on input shape {input_shape} would give "
+                         f"output shape {out}: the input is too small for the layer")
+    return out
+
+
 def check_rank(layer, x, ranks):
-    """Raise InputError naming the layer if ``x`` has a rank outside ``ranks``."""
-    if len(x.shape) not in ranks:
+    """Raise InputError naming the layer if ``x`` (an array, or a shape while wiring) has a rank outside ``ranks``."""
+    shape = tuple(x.shape) if hasattr(x, "shape") else tuple(x)
+    if len(shape) not in ranks:
         raise InputError(f"layer {layer.name!r} ({type(layer).__name__}) expects a rank "
-                         f"{' or '.join(map(str, ranks))} input, got shape {tuple(x.shape)}")
+                         f"{' or '.join(map(str, ranks))} input, got shape {shape}")
 
 
 def reduce_to_shape(g, shape):

@@ -50,6 +50,7 @@ class _ConvBase(Layer):
         return core.resolve_padding(self.padding, hw, self.kernel_size, self.strides, self.dilation_rate)
 
     def output_shape(self, input_shape):
+        check_rank(self, input_shape, (self.rank + 2,))
         n, *spatial, _ = input_shape
         hw = spatial if self.rank == 2 else [1, *spatial]
         out = [core.output_length(s, k, st, self.padding if (self.rank == 2 or i == 1) else "valid", d)
@@ -271,6 +272,7 @@ class Conv2DTranspose(_ConvBase):
         return (size - 1) * s + eff - 2 * pad + self.output_padding[axis]
 
     def output_shape(self, input_shape):
+        check_rank(self, input_shape, (4,))
         n, h, w, _ = input_shape
         return n, self._out_length(h, 0), self._out_length(w, 1), self.filters
 

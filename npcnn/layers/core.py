@@ -117,6 +117,10 @@ class Reshape(Layer):
             known = int(np.prod([t for t in target if t != -1]))
             total = None if None in input_shape[1:] else int(np.prod(input_shape[1:]))
             target[target.index(-1)] = None if total is None else total // known
+        total_in = None if None in input_shape[1:] else int(np.prod(input_shape[1:]))
+        if total_in is not None and None not in target and int(np.prod(target)) != total_in:
+            raise InputError(f"layer {self.name!r} cannot reshape {input_shape} ({total_in} values per sample) to "
+                             f"(batch, {', '.join(map(str, self.target_shape))})")
         return (input_shape[0], *target)
 
     def forward(self, x, training=False):
@@ -141,6 +145,9 @@ class Permute(Layer):
         return ("dims",)
 
     def output_shape(self, input_shape):
+        if sorted(self.dims) != list(range(1, len(input_shape))):
+            raise InputError(f"layer {self.name!r} (Permute): dims {self.dims} are not a permutation of the "
+                             f"axes 1..{len(input_shape) - 1} of input shape {input_shape}")
         return (input_shape[0], *(input_shape[d] for d in self.dims))
 
     def forward(self, x, training=False):

@@ -18,8 +18,15 @@ class _Merge(Layer):
     multi_input = True
 
     def output_shape(self, input_shapes):
+        """The broadcast of the input shapes (a None size stays None unless another input fixes it > 1)."""
         _broadcast_shape(self, input_shapes)
-        return max(input_shapes, key=len)
+        rank = max(len(s) for s in input_shapes)
+        padded = [(1,) * (rank - len(s)) + tuple(s) for s in input_shapes]
+        out = []
+        for dims in zip(*padded):
+            known = [d for d in dims if d is not None and d != 1]
+            out.append(known[0] if known else None if None in dims else 1)
+        return tuple(out)
 
     def _check(self, xs):
         if not isinstance(xs, (list, tuple)) or len(xs) < 2:
@@ -124,7 +131,15 @@ class Concatenate(Layer):
         return ("axis",)
 
     def output_shape(self, input_shapes):
-        ax = self.axis % len(input_shapes[0])
+        rank = len(input_shapes[0])
+        if not -rank <= self.axis < rank:
+            raise InputError(f"layer {self.name!r} (Concatenate): axis {self.axis} is out of range for rank {rank}")
+        ax = self.axis % rank
+        for s in input_shapes:
+            if len(s) != rank or any(a != b and None not in (a, b) for i, (a, b) in enumerate(zip(s, input_shapes[0]))
+                                     if i != ax):
+                raise InputError(f"layer {self.name!r} (Concatenate, axis={self.axis}) cannot join inputs of shapes "
+                                 f"{', '.join(map(str, input_shapes))}")
         out = list(input_shapes[0])
         sizes = [s[ax] for s in input_shapes]
         out[ax] = None if None in sizes else sum(sizes)

@@ -1,12 +1,15 @@
 """BatchNormalization (inference and training), LayerNormalization, Normalization (preprocessing)."""
 import numpy as np
 
+from ..errors import InputError
 from .base import Layer
 
 
 def _axes(axis, ndim):
-    """Keras's ``axis`` (int or list, may be negative) -> sorted tuple of positive kept axes."""
-    axis = axis if isinstance(axis, (list, tuple)) else [axis]
+    """Keras's ``axis`` (int or list, may be negative; None: no axis kept) -> sorted tuple of positive kept axes."""
+    axis = [] if axis is None else axis if isinstance(axis, (list, tuple)) else [axis]
+    if any(not -ndim <= a < ndim for a in axis):
+        raise InputError(f"axis {axis} is out of range for a rank {ndim} input")
     return tuple(sorted(a % ndim for a in axis))
 
 

@@ -30,6 +30,7 @@ class _Pool2D(Layer):
         return ("pool_size", "strides", "padding")
 
     def output_shape(self, input_shape):
+        check_rank(self, input_shape, (self.rank + 2,))
         n, *spatial, c = input_shape
         hw = spatial if self.rank == 2 else [1, *spatial]
         out = [core.output_length(s, k, st, self.padding) for s, k, st in zip(hw, self.pool_size, self.strides)]
@@ -85,6 +86,7 @@ class _GlobalPool(Layer):
         return ("keepdims",)
 
     def output_shape(self, input_shape):
+        check_rank(self, input_shape, (3, 4))
         if self.keepdims:
             return (input_shape[0], *([1] * (len(input_shape) - 2)), input_shape[-1])
         return (input_shape[0], input_shape[-1])
