@@ -1,4 +1,4 @@
-"""The convolution core: im2col through strided views, one GEMM per chunk, and the backward passes.
+"""The convolution core: im2col through strided views, one GEMM per chunk, Winograd for 3×3, the backward passes.
 
 Layout: NHWC activations, Keras kernels ``(kh, kw, cin/groups, cout)`` and depthwise kernels
 ``(kh, kw, cin, multiplier)``. Every routine takes explicit paddings ``((top, bottom), (left, right))``;
@@ -10,22 +10,41 @@ Forward (cross-correlation, as every framework computes it)::
     out[n, i, j, o] = sum_{a, b, c} xpad[n, i*sh + a*dh, j*sw + b*dw, c] * w[a, b, c, o]
 
 im2col turns the sum into a matrix product: the windows of ``xpad`` seen as a ``(N*oh*ow, kh*kw*cin)``
-matrix (a strided *view*, copied one block of rows at a time so memory stays within
-``MEMORY_BUDGET``) times ``w.reshape(kh*kw*cin, cout)``.
+matrix (a strided *view*, copied one block of output rows at a time into a reused workspace, so memory
+stays within ``MEMORY_BUDGET`` and no large buffer is allocated per call) times ``w.reshape(kh*kw*cin, cout)``.
+Padding is never materialised for the whole image: each block copies only the rows it reads.
+
+Fast paths (each checked against the plain im2col path in tests/test_conv_core.py):
+  1×1, stride 1        a plain matmul, no copy at all
+  3×3, stride 1        Winograd F(2×2, 3×3) when the layer is wide enough for it to pay: 16 GEMMs of
+                       (tiles, cin) @ (cin, cout) instead of one with 9*cin columns, 2.25× fewer multiplies
 
 Backward::
 
     dw = cols.T @ dout                                  (accumulated block by block)
-    dx = stride 1:  conv(pad(dout), flip(w) with cin/cout swapped)   -- itself a convolution
-         stride s:  dcols = dout @ w.T, then added back window offset by window offset (col2im)
+    dx = stride 1:  conv(pad(dout), flip(w) with cin/cout swapped)   -- itself a convolution (fast paths too)
+         stride s:  dcols = dout @ w.T, then added back window offset by window offset (col2im: a loop
+                    over the kh*kw taps, each a vectorised strided add, never a scatter over pixels)
+
+Transformed kernels (flipped, Winograd) are cached per kernel array and recomputed when the array's
+contents change (a fingerprint: a dot product with a fixed random probe, see :func:`_derived`).
 """
+import threading
+import weakref
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .errors import InputError
 
-MEMORY_BUDGET = 64 << 20
-"""Bytes one im2col block may take; rows of the output are processed in blocks that fit."""
+MEMORY_BUDGET = 32 << 20
+"""Bytes one im2col (or Winograd) block may take; output rows are processed in blocks that fit."""
+
+WINOGRAD_MIN_CHANNELS = 128
+"""Winograd F(2×2, 3×3) is used for 3×3 stride-1 convolutions with at least this many input and output
+channels: below it the 16 small GEMMs and the tile transforms cost more than they save (benchmarks/)."""
+
+_local = threading.local()
 
 
 def pair(v, name="value"):
@@ -69,11 +88,50 @@ def resolve_padding(padding, hw, kernel, strides, dilation=(1, 1)):
     raise InputError(f"unknown padding {padding!r}: use 'valid' or 'same'")
 
 
+# ---------------------------------------------------------------- buffers and padding
+def _workspace(name, shape, dtype):
+    """A scratch array of ``shape`` (contents undefined), reused between calls (per thread, per name).
+
+    Fresh 100 MB buffers cost page faults on every call; reusing one keeps timings stable. Buffers
+    larger than 4 * MEMORY_BUDGET are not kept (they are one-offs, e.g. a huge image's padding).
+    """
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape))
+    pool = _local.__dict__.setdefault("buffers", {})
+    buf = pool.get((name, dtype))
+    if buf is None or buf.size < size:
+        if size * dtype.itemsize > 4 * MEMORY_BUDGET:
+            return np.empty(shape, dtype)
+        buf = pool[(name, dtype)] = np.empty(size, dtype)
+    return buf[:size].reshape(shape)
+
+
+def _padded_rows(x, top, left, r0, r1, width, value=0.0, name="pad"):
+    """Rows r0:r1 and columns 0:width of x placed at (top, left) on an infinite plane of ``value``.
+
+    x: (N, H, W, C) -> (N, r1-r0, width, C): a view of x when no padding falls inside, otherwise a
+    workspace copy of just those rows (the whole padded image is never built).
+    """
+    n, h, w, c = x.shape
+    s0, s1 = max(r0 - top, 0), min(r1 - top, h)  # rows of x inside the block
+    if left == 0 and width <= w and r0 >= top and r1 - top <= h:
+        return x[:, r0 - top:r1 - top, :width]
+    buf = _workspace(name, (n, r1 - r0, width, c), x.dtype)
+    d0 = min(max(s0 + top - r0, 0), r1 - r0)
+    d1 = d0 + max(s1 - s0, 0)
+    c0, c1 = min(left, width), min(left + w, width)
+    buf[:, :d0] = value
+    buf[:, d1:] = value
+    buf[:, d0:d1, :c0] = value
+    buf[:, d0:d1, c1:] = value
+    buf[:, d0:d1, c0:c1] = x[:, s0:s1, :c1 - c0]
+    return buf
+
+
 def _pad(x, pads, value=0.0):
+    """The whole padded image (N, H+pt+pb, W+pl+pr, C) (a workspace copy; x itself when no padding)."""
     (t, b), (l, r) = pads
-    if t == b == l == r == 0:
-        return x
-    return np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)), constant_values=value)
+    return _padded_rows(x, t, l, 0, x.shape[1] + t + b, x.shape[2] + l + r, value)
 
 
 def _out_hw(hp, wp, kernel, strides, dilation):
@@ -95,8 +153,11 @@ def _blocks(n, rows, bytes_per_row):
     Yields (n0, n1, r0, r1); a block spans several images only when it spans all their rows,
     so ``out[n0:n1, r0:r1]`` is always contiguous.
     """
-    if n * rows * bytes_per_row <= MEMORY_BUDGET:
-        yield 0, n, 0, rows
+    per_image = rows * bytes_per_row
+    if per_image <= MEMORY_BUDGET:
+        step = max(1, MEMORY_BUDGET // max(per_image, 1))
+        for i in range(0, n, step):
+            yield i, min(n, i + step), 0, rows
         return
     step = max(1, MEMORY_BUDGET // max(bytes_per_row, 1))
     for i in range(n):
@@ -104,45 +165,58 @@ def _blocks(n, rows, bytes_per_row):
             yield i, i + 1, r, min(rows, r + step)
 
 
+def _im2col(x, r0, r1, ow, kernel, strides, pads, dilation, name="cols"):
+    """The im2col rows of output rows r0:r1: x (N, H, W, C) -> (N*(r1-r0)*ow, kh*kw*C), a workspace copy."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilation
+    (pt, _), (pl, _) = pads
+    a0, a1 = r0 * sh, (r1 - 1) * sh + (kh - 1) * dh + 1  # padded input rows the block reads
+    width = (ow - 1) * sw + (kw - 1) * dw + 1
+    xb = _padded_rows(x, pt, pl, a0, a1, width)
+    win = windows(xb, kernel, strides, dilation, (r1 - r0, ow))
+    cols = _workspace(name, win.shape, x.dtype)
+    np.copyto(cols, win)
+    return cols.reshape(-1, kh * kw * x.shape[3])
+
+
+# ---------------------------------------------------------------- cached kernel transforms
+_derived_cache = {}
+
+
+def _fingerprint(w):
+    """A cheap content fingerprint of w: its address, shape and a dot product with a fixed random probe
+    (so an in-place edit, even a permutation of the entries, changes it)."""
+    flat = w.reshape(-1)
+    probes = _local.__dict__.setdefault("probes", {})
+    probe = probes.get(w.dtype)
+    if probe is None or probe.size < flat.size:
+        probe = probes[w.dtype] = np.random.default_rng(0).uniform(0.5, 1.5, max(flat.size, 1 << 16)).astype(w.dtype)
+    return w.__array_interface__["data"][0], w.shape, w.strides, float(flat @ probe[:flat.size])
+
+
+def _derived(w, tag, make):
+    """``make()``, a transform of the kernel ``w`` (flip, Winograd), cached while w is unchanged."""
+    key = (id(w), tag)
+    fp = _fingerprint(w)
+    hit = _derived_cache.get(key)
+    if hit is not None and hit[0]() is w and hit[1] == fp:
+        return hit[2]
+    value = make()
+    ref = weakref.ref(w, lambda _, k=key: _derived_cache.pop(k, None))
+    _derived_cache[key] = (ref, fp, value)
+    return value
+
+
+def clear_cache():
+    """Forget every cached kernel transform and workspace buffer (frees their memory)."""
+    _derived_cache.clear()
+    _local.__dict__.pop("buffers", None)
+
+
+# ---------------------------------------------------------------- convolution forward
 def _group_kernel(w, groups):
     """(kh, kw, cin/G, cout) -> (G, kh*kw*cin/G, cout/G): one weight matrix per channel group."""
     kh, kw, cin_g, cout = w.shape
     return w.reshape(kh * kw * cin_g, groups, cout // groups).transpose(1, 0, 2)
-
-
-def conv2d(x, w, b=None, strides=(1, 1), pads=((0, 0), (0, 0)), dilation=(1, 1), groups=1):
-    """Convolution forward.
-
-    x: (N, H, W, Cin); w: (kh, kw, Cin/groups, Cout); b: (Cout,) or None -> (N, oh, ow, Cout).
-    """
-    n, _, _, cin = x.shape
-    kh, kw, cin_g, cout = w.shape
-    if cin_g * groups != cin:
-        raise InputError(f"the kernel {w.shape} with groups={groups} expects {cin_g * groups} input channels, "
-                         f"got {cin} (input shape {x.shape})")
-    xpad = _pad(x, pads)
-    oh, ow = _out_hw(xpad.shape[1], xpad.shape[2], (kh, kw), strides, dilation)
-    if oh <= 0 or ow <= 0:
-        raise InputError(f"the input {x.shape[1:3]} (padded {xpad.shape[1:3]}) is smaller than the kernel "
-                         f"{(kh, kw)} with dilation {dilation}")
-    out = np.empty((n, oh, ow, cout), dtype=np.result_type(x.dtype, w.dtype))
-    if kh == kw == 1 and strides == (1, 1) and groups == 1:  # 1x1: a plain matmul, no copy
-        np.matmul(xpad.reshape(-1, cin), w.reshape(cin, cout), out=out.reshape(-1, cout))
-    else:
-        win = windows(xpad, (kh, kw), strides, dilation, (oh, ow))
-        wmat = _group_kernel(w, groups)
-        k = kh * kw * cin
-        for n0, n1, r0, r1 in _blocks(n, oh, ow * k * x.itemsize):
-            cols = win[n0:n1, r0:r1].reshape(-1, k)
-            dest = out[n0:n1, r0:r1].reshape(-1, cout)
-            if groups == 1:
-                np.matmul(cols, wmat[0], out=dest)
-            else:  # (G, M, taps*cin_g) @ (G, taps*cin_g, cout_g) -> (M, G*cout_g)
-                res = np.matmul(_cols_by_group(cols, groups, kh * kw), wmat)
-                dest[...] = res.transpose(1, 0, 2).reshape(dest.shape)
-    if b is not None:
-        out += b
-    return out
 
 
 def _cols_by_group(cols, groups, taps):
@@ -157,6 +231,138 @@ def _cols_from_groups(gcols, groups, taps):
     return gcols.reshape(groups, m, taps, -1).transpose(1, 2, 0, 3).reshape(m, -1)
 
 
+def conv2d(x, w, b=None, strides=(1, 1), pads=((0, 0), (0, 0)), dilation=(1, 1), groups=1):
+    """Convolution forward.
+
+    x: (N, H, W, Cin); w: (kh, kw, Cin/groups, Cout); b: (Cout,) or None -> (N, oh, ow, Cout).
+    """
+    return _conv2d(x, w, b, tuple(strides), pads, tuple(dilation), groups, source=(w, False))
+
+
+def _conv2d(x, w, b, strides, pads, dilation, groups, source):
+    """:func:`conv2d`; ``source`` = (layer kernel, flipped?) names the kernel for the transform cache."""
+    n, h, wd, cin = x.shape
+    kh, kw, cin_g, cout = w.shape
+    if cin_g * groups != cin:
+        raise InputError(f"the kernel {w.shape} with groups={groups} expects {cin_g * groups} input channels, "
+                         f"got {cin} (input shape {x.shape})")
+    (pt, pb), (pl, pr) = pads
+    oh, ow = _out_hw(h + pt + pb, wd + pl + pr, (kh, kw), strides, dilation)
+    if oh <= 0 or ow <= 0:
+        raise InputError(f"the input {x.shape[1:3]} (padded {(h + pt + pb, wd + pl + pr)}) is smaller than the "
+                         f"kernel {(kh, kw)} with dilation {dilation}")
+    dtype = np.result_type(x.dtype, w.dtype)
+    x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
+    out = np.empty((n, oh, ow, cout), dtype=dtype)
+    if kh == kw == 1 and strides == (1, 1) and groups == 1 and pads == ((0, 0), (0, 0)):
+        np.matmul(x.reshape(-1, cin), w.reshape(cin, cout), out=out.reshape(-1, cout))  # 1x1: no copy
+        if b is not None:
+            out += b
+    elif use_winograd(w.shape, strides, dilation, groups):
+        base, flipped = source
+        u = _derived(base, ("winograd", flipped), lambda: winograd_kernel(w))
+        _winograd_conv(x, u, b, pads, out)
+    else:
+        _im2col_conv(x, w, b, strides, pads, dilation, groups, out)
+    return out
+
+
+def _im2col_conv(x, w, b, strides, pads, dilation, groups, out):
+    """The plain path: out (N, oh, ow, Cout) = im2col(x) @ w, one GEMM per block of output rows."""
+    n, _, _, cin = x.shape
+    kh, kw, _, cout = w.shape
+    ow = out.shape[2]
+    wmat = _group_kernel(w, groups)
+    k = kh * kw * cin
+    for n0, n1, r0, r1 in _blocks(n, out.shape[1], ow * k * x.itemsize):
+        cols = _im2col(x[n0:n1], r0, r1, ow, (kh, kw), strides, pads, dilation)
+        dest = out[n0:n1, r0:r1].reshape(-1, cout)
+        if groups == 1:
+            np.matmul(cols, wmat[0], out=dest)
+        else:  # (G, M, taps*cin_g) @ (G, taps*cin_g, cout_g) -> (M, G*cout_g)
+            res = np.matmul(_cols_by_group(cols, groups, kh * kw), wmat)
+            dest[...] = res.transpose(1, 0, 2).reshape(dest.shape)
+        if b is not None:
+            dest += b  # while the block is still in cache
+
+
+# ---------------------------------------------------------------- Winograd F(2x2, 3x3)
+# Lavin & Gray 2015: a 2x2 output tile of a 3x3 correlation from a 4x4 input tile d is
+#   Y = A^T [ (G g G^T) * (B^T d B) ] A      (* elementwise: 16 multiplies instead of 36)
+# Summed over input channels the elementwise products become 16 GEMMs (tiles, cin) @ (cin, cout).
+_WINO_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+
+
+def use_winograd(w_shape, strides, dilation, groups):
+    """Whether :func:`conv2d` takes the Winograd path for this kernel shape and geometry."""
+    kh, kw, cin_g, cout = w_shape
+    return ((kh, kw) == (3, 3) and tuple(strides) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
+            and min(cin_g, cout) >= WINOGRAD_MIN_CHANNELS)
+
+
+def winograd_kernel(w):
+    """U = G g G^T for every (cin, cout): (3, 3, Cin, Cout) -> (16, Cin, Cout)."""
+    g = _WINO_G.astype(w.dtype)
+    return np.ascontiguousarray(np.einsum("ia,jb,abco->ijco", g, g, w).reshape(16, *w.shape[2:]))
+
+
+def _winograd_bt(d, out):
+    """B^T d along one axis: four slices d[0..3] of a tile -> out[0..3] (B^T = [[1,0,-1,0], [0,1,1,0],
+    [0,-1,1,0], [0,1,0,-1]]: only additions)."""
+    np.subtract(d[0], d[2], out=out[0])
+    np.add(d[1], d[2], out=out[1])
+    np.subtract(d[2], d[1], out=out[2])
+    np.subtract(d[1], d[3], out=out[3])
+
+
+def _winograd_at(m, out):
+    """A^T m along one axis: four slices m[0..3] -> out[0..1] (A^T = [[1,1,1,0], [0,1,-1,-1]])."""
+    np.add(m[0], m[1], out=out[0])
+    out[0] += m[2]
+    np.subtract(m[1], m[2], out=out[1])
+    out[1] -= m[3]
+
+
+def _winograd_conv(x, u, b, pads, out):
+    """3x3 stride-1 convolution by Winograd F(2x2, 3x3), blocks of tile rows sized to MEMORY_BUDGET.
+
+    x: (N, H, W, Cin); u: (16, Cin, Cout) from :func:`winograd_kernel`; out: (N, oh, ow, Cout), filled.
+    """
+    n, _, _, c = x.shape
+    _, oh, ow, co = out.shape
+    (pt, _), (pl, _) = pads
+    th, tw = -(-oh // 2), -(-ow // 2)  # 2x2 output tiles
+    per_tile_row = n * tw * 16 * (2 * c + 2 * co) * x.itemsize
+    step = max(1, MEMORY_BUDGET // per_tile_row)
+    for t0 in range(0, th, step):
+        t1 = min(th, t0 + step)
+        tb = t1 - t0
+        xb = _padded_rows(x, pt, pl, 2 * t0, 2 * t1 + 2, 2 * tw + 2)  # (n, 2tb+2, 2tw+2, c)
+        # V = B^T d B: the row transform on whole rows, then the column transform
+        rows = _workspace("wino_rows", (4, n, tb, 2 * tw + 2, c), x.dtype)
+        _winograd_bt([xb[:, k:k + 2 * tb:2] for k in range(4)], rows)
+        v = _workspace("wino_v", (4, 4, n, tb, tw, c), x.dtype)
+        for i in range(4):
+            _winograd_bt([rows[i][:, :, k:k + 2 * tw:2] for k in range(4)], v[i])
+        m = _workspace("wino_m", (16, n * tb * tw, co), x.dtype)
+        np.matmul(v.reshape(16, -1, c), u, out=m)
+        # Y = A^T M A: rows, then columns, written straight into out when the tiles fit exactly
+        m = m.reshape(4, 4, n, tb, tw, co)
+        half = _workspace("wino_half", (2, 4, n, tb, tw, co), x.dtype)
+        _winograd_at(m, half)
+        rows_out = min(2 * t1, oh) - 2 * t0
+        exact = rows_out == 2 * tb and ow == 2 * tw
+        y = out[:, 2 * t0:2 * t1].reshape(n, tb, 2, tw, 2, co) if exact else \
+            _workspace("wino_y", (n, tb, 2, tw, 2, co), x.dtype)
+        for i in range(2):
+            _winograd_at(half[i], [y[:, :, i, :, 0], y[:, :, i, :, 1]])
+        if not exact:
+            out[:, 2 * t0:2 * t0 + rows_out] = y.reshape(n, 2 * tb, 2 * tw, co)[:, :rows_out, :ow]
+        if b is not None:
+            out[:, 2 * t0:2 * t0 + rows_out] += b
+
+
+# ---------------------------------------------------------------- convolution backward
 def flip_kernel(w, groups=1):
     """The kernel of the transposed correlation: spatially flipped, in/out channels swapped per group.
 
@@ -172,26 +378,27 @@ def conv2d_input_grad(dout, w, x_shape, strides=(1, 1), pads=((0, 0), (0, 0)), d
     n, h, wd, cin = x_shape
     kh, kw, cin_g, cout = w.shape
     (pt, pb), (pl, pr) = pads
-    (dh, dw), (sh, sw) = dilation, strides
+    (dh, dw), (sh, sw) = tuple(dilation), tuple(strides)
     oh, ow = dout.shape[1:3]
-    hp, wp = h + pt + pb, wd + pl + pr
-    if strides == (1, 1):
+    dout = dout.astype(np.result_type(dout.dtype, w.dtype), copy=False)
+    if (sh, sw) == (1, 1):
         # dx_pad[p] = sum_a dout[p - a*d] w[a]: a stride-1 correlation of the zero-padded dout with the
         # flipped kernel; padding dout by (k-1)*d - pad lands directly on the unpadded dx.
         before = ((kh - 1) * dh - pt, (kw - 1) * dw - pl)
         bot = h + (kh - 1) * dh - before[0] - oh  # padding below so that the output has h rows
         rgt = wd + (kw - 1) * dw - before[1] - ow
         if min(before) >= 0 and bot >= 0 and rgt >= 0:
-            return conv2d(dout, flip_kernel(w, groups), None, (1, 1), ((before[0], bot), (before[1], rgt)),
-                          dilation, groups)
+            wf = _derived(w, ("flip", groups), lambda: flip_kernel(w, groups))
+            return _conv2d(dout, wf, None, (1, 1), ((before[0], bot), (before[1], rgt)), (dh, dw), groups,
+                           source=(w, True))
     # General case (strides, or paddings larger than the kernel): col2im offset by offset.
-    dxpad = np.zeros((n, hp, wp, cin), dtype=dout.dtype)
+    dxpad = np.zeros((n, h + pt + pb, wd + pl + pr, cin), dtype=dout.dtype)
     wmat = _group_kernel(w, groups)  # (G, taps*cin_g, cout_g)
     taps = kh * kw
     for n0, n1, r0, r1 in _blocks(n, oh, ow * taps * cin * dout.itemsize):
         d = dout[n0:n1, r0:r1].reshape(-1, cout)
         if groups == 1:
-            dcols = d @ wmat[0].T
+            dcols = np.matmul(d, wmat[0].T, out=_workspace("cols", (d.shape[0], taps * cin), d.dtype))
         else:
             dg = d.reshape(d.shape[0], groups, -1).transpose(1, 0, 2)
             dcols = _cols_from_groups(np.matmul(dg, wmat.transpose(0, 2, 1)), groups, taps)
@@ -210,11 +417,10 @@ def conv2d_weight_grad(x, dout, w_shape, strides=(1, 1), pads=((0, 0), (0, 0)), 
     oh, ow = dout.shape[1:3]
     if kh == kw == 1 and strides == (1, 1) and groups == 1 and pads == ((0, 0), (0, 0)):
         return (x.reshape(-1, cin).T @ dout.reshape(-1, cout)).reshape(w_shape)
-    win = windows(_pad(x, pads), (kh, kw), strides, dilation, (oh, ow))
     k, taps = kh * kw * cin, kh * kw
     dw = np.zeros((groups, taps * cin_g, cout // groups), dtype=np.result_type(x.dtype, dout.dtype))
     for n0, n1, r0, r1 in _blocks(n, oh, ow * k * x.itemsize):
-        cols = win[n0:n1, r0:r1].reshape(-1, k)
+        cols = _im2col(x[n0:n1], r0, r1, ow, (kh, kw), tuple(strides), pads, tuple(dilation))
         d = dout[n0:n1, r0:r1].reshape(-1, cout)
         if groups == 1:
             dw[0] += cols.T @ d
@@ -225,23 +431,33 @@ def conv2d_weight_grad(x, dout, w_shape, strides=(1, 1), pads=((0, 0), (0, 0)), 
 
 
 # ---------------------------------------------------------------- depthwise
+def _taps(xpad, kernel, strides, dilation, out_hw):
+    """Yield ((a, b), view) for every kernel tap: xpad[:, a*dh + i*sh, b*dw + j*sw] as (N, oh, ow, C) views."""
+    (sh, sw), (dh, dw), (oh, ow) = strides, dilation, out_hw
+    for a in range(kernel[0]):
+        for b in range(kernel[1]):
+            yield (a, b), xpad[:, a * dh:a * dh + (oh - 1) * sh + 1:sh, b * dw:b * dw + (ow - 1) * sw + 1:sw]
+
+
 def depthwise_conv2d(x, w, strides=(1, 1), pads=((0, 0), (0, 0)), dilation=(1, 1)):
     """Depthwise forward: each input channel convolved with its own ``multiplier`` kernels.
 
     x: (N, H, W, C); w: (kh, kw, C, m) -> (N, oh, ow, C*m), output channel c*m + j.
-    Vectorised over channels; the only loop is over the kh*kw kernel taps.
+    Vectorised over channels; the only loop is over the kh*kw kernel taps (a multiply-add each).
     """
     n, _, _, c = x.shape
     kh, kw, cw, m = w.shape
     if cw != c:
         raise InputError(f"the depthwise kernel {w.shape} expects {cw} input channels, got {c} (input {x.shape})")
+    strides, dilation = tuple(strides), tuple(dilation)
     xpad = _pad(x, pads)
     oh, ow = _out_hw(xpad.shape[1], xpad.shape[2], (kh, kw), strides, dilation)
-    win = windows(xpad, (kh, kw), strides, dilation, (oh, ow))
-    out = np.zeros((n, oh, ow, c, m), dtype=np.result_type(x.dtype, w.dtype))
-    for a in range(kh):
-        for b in range(kw):
-            out += win[:, :, :, a, b, :, None] * w[a, b]
+    dtype = np.result_type(x.dtype, w.dtype)
+    out = np.zeros((n, oh, ow, c, m), dtype=dtype)
+    tmp = _workspace("dw_tmp", out.shape, dtype)
+    for (a, b), tap in _taps(xpad, (kh, kw), strides, dilation, (oh, ow)):
+        np.multiply(tap[..., None], w[a, b], out=tmp)
+        out += tmp
     return out.reshape(n, oh, ow, c * m)
 
 
@@ -252,12 +468,11 @@ def depthwise_input_grad(dout, w, x_shape, strides=(1, 1), pads=((0, 0), (0, 0))
     (pt, pb), (pl, pr) = pads
     oh, ow = dout.shape[1:3]
     d5 = dout.reshape(n, oh, ow, c, m)
-    dxpad = np.zeros((n, h + pt + pb, wd + pl + pr, c), dtype=dout.dtype)
-    (sh, sw), (dh, dw) = strides, dilation
-    for a in range(kh):
-        for b in range(kw):
-            y0, x0 = a * dh, b * dw
-            dxpad[:, y0:y0 + (oh - 1) * sh + 1:sh, x0:x0 + (ow - 1) * sw + 1:sw] += (d5 * w[a, b]).sum(-1)
+    dxpad = np.zeros((n, h + pt + pb, wd + pl + pr, c), dtype=np.result_type(dout.dtype, w.dtype))
+    tmp = _workspace("dw_tmp", d5.shape, dxpad.dtype)
+    for (a, b), tap in _taps(dxpad, (kh, kw), tuple(strides), tuple(dilation), (oh, ow)):
+        np.multiply(d5, w[a, b], out=tmp)
+        tap += tmp[..., 0] if m == 1 else tmp.sum(-1)
     return dxpad[:, pt:pt + h, pl:pl + wd]
 
 
@@ -265,58 +480,77 @@ def depthwise_weight_grad(x, dout, w_shape, strides=(1, 1), pads=((0, 0), (0, 0)
     """dw of :func:`depthwise_conv2d`: (kh, kw, C, m)."""
     kh, kw, c, m = w_shape
     n, oh, ow, _ = dout.shape
-    win = windows(_pad(x, pads), (kh, kw), strides, dilation, (oh, ow))
     d5 = dout.reshape(n * oh * ow, c, m)
-    dw = np.empty(w_shape, dtype=dout.dtype)
-    for a in range(kh):
-        for b in range(kw):
-            dw[a, b] = np.einsum("pc,pcm->cm", win[:, :, :, a, b].reshape(-1, c), d5)
+    dw = np.empty(w_shape, dtype=np.result_type(x.dtype, dout.dtype))
+    for (a, b), tap in _taps(_pad(x, pads), (kh, kw), tuple(strides), tuple(dilation), (oh, ow)):
+        dw[a, b] = np.einsum("pc,pcm->cm", tap.reshape(-1, c), d5)
     return dw
 
 
 # ---------------------------------------------------------------- pooling
+def _pool_reduce(xpad, pool, strides, out_hw, op):
+    """op (np.maximum or np.add) over every window, separably: first over the kh rows of each window
+    (whole rows at a time), then over its kw columns. kh + kw - 2 vectorised ops, no per-pixel loop.
+
+    xpad: (N, Hp, Wp, C) -> (N, oh, ow, C).
+    """
+    (kh, kw), (sh, sw), (oh, ow) = pool, strides, out_hw
+    rows = xpad[:, 0:(oh - 1) * sh + 1:sh].copy()
+    for a in range(1, kh):
+        op(rows, xpad[:, a:a + (oh - 1) * sh + 1:sh], out=rows)
+    out = rows[:, :, 0:(ow - 1) * sw + 1:sw].copy()
+    for b in range(1, kw):
+        op(out, rows[:, :, b:b + (ow - 1) * sw + 1:sw], out=out)
+    return out
+
+
 def pool2d(x, pool, strides, pads, mode):
     """Max or average pooling over windows. x: (N, H, W, C) -> (N, oh, ow, C).
 
     Padding never wins a max (it is -inf) and never counts in an average (Keras's 'same' semantics).
     """
+    pool, strides = tuple(pool), tuple(strides)
     xpad = _pad(x, pads, -np.inf if mode == "max" else 0.0)
     oh, ow = _out_hw(xpad.shape[1], xpad.shape[2], pool, strides, (1, 1))
     if oh <= 0 or ow <= 0:
         raise InputError(f"the input {x.shape[1:3]} is smaller than the pooling window {pool}")
-    win = windows(xpad, pool, strides, (1, 1), (oh, ow))
     if mode == "max":
-        return win.max(axis=(3, 4))
-    return win.sum(axis=(3, 4)) / window_counts(x.shape[1:3], pool, strides, pads).astype(x.dtype)
+        return _pool_reduce(xpad, pool, strides, (oh, ow), np.maximum)
+    out = _pool_reduce(xpad, pool, strides, (oh, ow), np.add)
+    out /= window_counts(x.shape[1:3], pool, strides, pads).astype(out.dtype)
+    return out
 
 
 def window_counts(hw, pool, strides, pads):
     """How many real (unpadded) pixels each pooling window covers: (oh, ow, 1)."""
-    ones = np.ones((1, *hw, 1), dtype=np.float64)
-    onespad = _pad(ones, pads)
-    oh, ow = _out_hw(onespad.shape[1], onespad.shape[2], pool, strides, (1, 1))
-    return windows(onespad, pool, strides, (1, 1), (oh, ow)).sum(axis=(3, 4))[0]
+    (pt, pb), (pl, pr) = pads
+    ones = np.zeros((1, hw[0] + pt + pb, hw[1] + pl + pr, 1))
+    ones[:, pt:pt + hw[0], pl:pl + hw[1]] = 1.0
+    oh, ow = _out_hw(ones.shape[1], ones.shape[2], pool, strides, (1, 1))
+    return _pool_reduce(ones, pool, strides, (oh, ow), np.add)[0]
 
 
 def pool2d_backward(dout, x, out, pool, strides, pads, mode):
-    """dx of :func:`pool2d`. Max routes each window's gradient to its first maximum (as TensorFlow)."""
+    """dx of :func:`pool2d`. Max routes each window's gradient to its first maximum (as TensorFlow).
+
+    A loop over the kh*kw taps only: each tap compares a strided view of x with the pooled output.
+    """
     n, h, wd, c = x.shape
     (pt, pb), (pl, pr) = pads
     oh, ow = dout.shape[1:3]
-    (sh, sw) = strides
+    pool, strides = tuple(pool), tuple(strides)
     dxpad = np.zeros((n, h + pt + pb, wd + pl + pr, c), dtype=dout.dtype)
+    dtaps = _taps(dxpad, pool, strides, (1, 1), (oh, ow))
     if mode == "max":
-        win = windows(_pad(x, pads, -np.inf), pool, strides, (1, 1), (oh, ow))
         taken = np.zeros(dout.shape, dtype=bool)
+        hit = np.empty(dout.shape, dtype=bool)
+        for (_, xtap), (_, dtap) in zip(_taps(_pad(x, pads, -np.inf), pool, strides, (1, 1), (oh, ow)), dtaps):
+            np.equal(xtap, out, out=hit)
+            hit &= ~taken
+            taken |= hit
+            dtap += np.where(hit, dout, 0)
     else:
         dout = dout / window_counts((h, wd), pool, strides, pads).astype(dout.dtype)
-    for a in range(pool[0]):
-        for b in range(pool[1]):
-            sl = (slice(None), slice(a, a + (oh - 1) * sh + 1, sh), slice(b, b + (ow - 1) * sw + 1, sw))
-            if mode == "max":
-                hit = (win[:, :, :, a, b] == out) & ~taken
-                taken |= hit
-                dxpad[sl] += np.where(hit, dout, 0)
-            else:
-                dxpad[sl] += dout
+        for _, dtap in dtaps:
+            dtap += dout
     return dxpad[:, pt:pt + h, pl:pl + wd]

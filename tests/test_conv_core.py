@@ -1,0 +1,255 @@
+"""The convolution core (npcnn/conv.py) against references, in float64.
+
+- a direct loop over output pixels (tiny sizes) for the forward of every geometry: strides, paddings,
+  dilations, groups, depthwise multipliers, pooling windows;
+- the plain im2col path for every fast path (Winograd F(2x2,3x3), 1x1 matmul, row chunking, batching);
+- adjoint identities for the backward passes: for the linear map x -> conv(x, w),
+  <conv(x, w), dy> == <x, conv_input_grad(dy, w)> == <w, conv_weight_grad(x, dy)> exactly (to round-off).
+"""
+import itertools
+
+import numpy as np
+import pytest
+
+from npcnn import conv as core
+from npcnn.errors import InputError
+
+
+# ------------------------------------------------------------------ references
+def direct_conv(x, w, strides, pads, dilation, groups=1):
+    """The definition, one output pixel at a time: x (N,H,W,Cin), w (kh,kw,Cin/G,Cout)."""
+    (pt, pb), (pl, pr) = pads
+    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    kh, kw, cin_g, cout = w.shape
+    (sh, sw), (dh, dw) = strides, dilation
+    oh = (xp.shape[1] - (kh - 1) * dh - 1) // sh + 1
+    ow = (xp.shape[2] - (kw - 1) * dw - 1) // sw + 1
+    cout_g = cout // groups
+    out = np.zeros((x.shape[0], oh, ow, cout))
+    for i in range(oh):
+        for j in range(ow):
+            patch = xp[:, i * sh:i * sh + (kh - 1) * dh + 1:dh, j * sw:j * sw + (kw - 1) * dw + 1:dw]
+            for g in range(groups):
+                out[:, i, j, g * cout_g:(g + 1) * cout_g] = np.einsum(
+                    "nabc,abco->no", patch[..., g * cin_g:(g + 1) * cin_g], w[..., g * cout_g:(g + 1) * cout_g])
+    return out
+
+
+def direct_pool(x, pool, strides, pads, mode):
+    """Pooling by the definition; padding never wins a max and never counts in an average."""
+    (pt, pb), (pl, pr) = pads
+    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=np.nan)
+    oh = (xp.shape[1] - pool[0]) // strides[0] + 1
+    ow = (xp.shape[2] - pool[1]) // strides[1] + 1
+    out = np.zeros((x.shape[0], oh, ow, x.shape[3]))
+    for i in range(oh):
+        for j in range(ow):
+            win = xp[:, i * strides[0]:i * strides[0] + pool[0], j * strides[1]:j * strides[1] + pool[1]]
+            out[:, i, j] = np.nanmax(win, axis=(1, 2)) if mode == "max" else np.nanmean(win, axis=(1, 2))
+    return out
+
+
+@pytest.fixture
+def plain(monkeypatch):
+    """Run the core with every fast path off: the plain im2col path (the reference for fast paths)."""
+    def run(fn, *args, **kw):
+        with monkeypatch.context() as m:
+            m.setattr(core, "WINOGRAD_MIN_CHANNELS", 1 << 30)
+            return fn(*args, **kw)
+    return run
+
+
+GEOMETRIES = [  # (kernel, strides, dilation, groups, padding)
+    ((3, 3), (1, 1), (1, 1), 1, "same"), ((3, 3), (2, 2), (1, 1), 1, "same"), ((3, 3), (1, 1), (2, 2), 1, "same"),
+    ((3, 2), (2, 1), (1, 1), 1, "valid"), ((1, 1), (1, 1), (1, 1), 1, "valid"), ((1, 1), (2, 2), (1, 1), 1, "same"),
+    ((5, 5), (1, 1), (1, 1), 1, "same"), ((3, 3), (1, 1), (1, 1), 2, "same"), ((2, 3), (3, 2), (2, 1), 2, "valid"),
+    ((4, 4), (2, 2), (1, 1), 1, "same"), ((7, 7), (2, 2), (1, 1), 1, "same"),
+]
+
+
+def _case(rng, kernel, strides, dilation, groups, padding, n=2, hw=(9, 8), cin=4, cout=6):
+    x = rng.standard_normal((n, *hw, cin))
+    w = rng.standard_normal((*kernel, cin // groups, cout))
+    pads = core.resolve_padding(padding, hw, kernel, strides, dilation)
+    return x, w, pads
+
+
+@pytest.mark.parametrize("kernel,strides,dilation,groups,padding", GEOMETRIES)
+def test_conv2d_matches_direct_loop(rng, kernel, strides, dilation, groups, padding):
+    x, w, pads = _case(rng, kernel, strides, dilation, groups, padding)
+    b = rng.standard_normal(w.shape[-1])
+    got = core.conv2d(x, w, b, strides, pads, dilation, groups)
+    want = direct_conv(x, w, strides, pads, dilation, groups) + b
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel,strides,dilation,groups,padding", GEOMETRIES)
+def test_conv_backward_adjoint_identities(rng, kernel, strides, dilation, groups, padding):
+    x, w, pads = _case(rng, kernel, strides, dilation, groups, padding)
+    y = core.conv2d(x, w, None, strides, pads, dilation, groups)
+    dy = rng.standard_normal(y.shape)
+    dx = core.conv2d_input_grad(dy, w, x.shape, strides, pads, dilation, groups)
+    dw = core.conv2d_weight_grad(x, dy, w.shape, strides, pads, dilation, groups)
+    assert dx.shape == x.shape and dw.shape == w.shape
+    inner = np.vdot(y, dy)
+    np.testing.assert_allclose(np.vdot(x, dx), inner, rtol=1e-11)
+    np.testing.assert_allclose(np.vdot(w, dw), inner, rtol=1e-11)
+    # and element by element against the direct definition (the conv is linear in x and in w)
+    e = np.zeros_like(x)
+    e.flat[7] = 1.0
+    np.testing.assert_allclose(dx.flat[7], np.vdot(direct_conv(e, w, strides, pads, dilation, groups), dy),
+                               rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("hw,padding,n", [((8, 8), "same", 1), ((7, 9), "same", 2), ((9, 6), "valid", 3),
+                                          ((5, 5), "valid", 1), ((3, 3), "same", 2)])
+def test_winograd_matches_plain_im2col(rng, plain, monkeypatch, hw, padding, n):
+    monkeypatch.setattr(core, "WINOGRAD_MIN_CHANNELS", 1)
+    x, w, pads = _case(rng, (3, 3), (1, 1), (1, 1), 1, padding, n=n, hw=hw, cin=5, cout=7)
+    b = rng.standard_normal(7)
+    assert core.use_winograd(w.shape, (1, 1), (1, 1), 1)
+    fast = core.conv2d(x, w, b, (1, 1), pads)
+    slow = plain(core.conv2d, x, w, b, (1, 1), pads)
+    np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(fast.shape)  # the input gradient goes through Winograd too (flipped kernel)
+    np.testing.assert_allclose(core.conv2d_input_grad(dy, w, x.shape, (1, 1), pads),
+                               plain(core.conv2d_input_grad, dy, w, x.shape, (1, 1), pads), rtol=1e-12, atol=1e-12)
+
+
+def test_winograd_float32_stays_close(rng, plain, monkeypatch):
+    """In float32 Winograd's extra additions cost a little precision, not more than ~1e-6 relative."""
+    monkeypatch.setattr(core, "WINOGRAD_MIN_CHANNELS", 1)
+    x = rng.standard_normal((1, 14, 14, 64)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 64, 32)).astype(np.float32)
+    fast = core.conv2d(x, w, None, (1, 1), ((1, 1), (1, 1)))
+    assert fast.dtype == np.float32
+    ref = direct_conv(x.astype(np.float64), w.astype(np.float64), (1, 1), ((1, 1), (1, 1)), (1, 1))
+    assert np.abs(fast - ref).max() / np.abs(ref).max() < 2e-6
+
+
+@pytest.mark.parametrize("kernel,strides,dilation,groups,padding", GEOMETRIES[:4] + [GEOMETRIES[7]])
+def test_row_chunking_and_batch_blocks_change_nothing(rng, plain, monkeypatch, kernel, strides, dilation, groups,
+                                                      padding):
+    x, w, pads = _case(rng, kernel, strides, dilation, groups, padding, n=3, hw=(11, 10))
+    y = core.conv2d(x, w, None, strides, pads, dilation, groups)
+    dy = rng.standard_normal(y.shape)
+    whole = (y, core.conv2d_input_grad(dy, w, x.shape, strides, pads, dilation, groups),
+             core.conv2d_weight_grad(x, dy, w.shape, strides, pads, dilation, groups))
+    for budget in (1, 700, 5000):  # one output row per block, a few rows, a few images
+        monkeypatch.setattr(core, "MEMORY_BUDGET", budget)
+        monkeypatch.setattr(core, "WINOGRAD_MIN_CHANNELS", 1)  # chunked Winograd too, where it applies
+        got = (core.conv2d(x, w, None, strides, pads, dilation, groups),
+               core.conv2d_input_grad(dy, w, x.shape, strides, pads, dilation, groups),
+               core.conv2d_weight_grad(x, dy, w.shape, strides, pads, dilation, groups))
+        for a, b in zip(got, whole):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_one_by_one_is_a_matmul(rng):
+    x = rng.standard_normal((2, 5, 6, 7))
+    w = rng.standard_normal((1, 1, 7, 3))
+    np.testing.assert_allclose(core.conv2d(x, w), x @ w[0, 0], rtol=1e-13)
+
+
+def test_cached_kernel_transforms_follow_in_place_edits(rng, monkeypatch):
+    """Winograd and flipped kernels are cached per kernel array; editing the array in place must not
+    leave a stale transform (even a permutation of the entries, which keeps their sum)."""
+    monkeypatch.setattr(core, "WINOGRAD_MIN_CHANNELS", 1)
+    x = rng.standard_normal((1, 6, 6, 3))
+    w = rng.standard_normal((3, 3, 3, 4))
+    pads = ((1, 1), (1, 1))
+    dy = rng.standard_normal((1, 6, 6, 4))
+    core.conv2d(x, w, None, (1, 1), pads)
+    core.conv2d_input_grad(dy, w, x.shape, (1, 1), pads)
+    for edit in (lambda a: a.__imul__(0.5), lambda a: a.__setitem__(Ellipsis, a[::-1, ::-1].copy())):
+        edit(w)
+        np.testing.assert_allclose(core.conv2d(x, w, None, (1, 1), pads), direct_conv(x, w, (1, 1), pads, (1, 1)),
+                                   rtol=1e-12, atol=1e-12)
+        y = core.conv2d(x, w, None, (1, 1), pads)
+        np.testing.assert_allclose(np.vdot(core.conv2d_input_grad(dy, w, x.shape, (1, 1), pads), x), np.vdot(y, dy),
+                                   rtol=1e-11)
+
+
+def test_results_are_fresh_arrays_not_workspaces(rng):
+    """The core reuses scratch buffers between calls; what it returns must never be one of them."""
+    x = rng.standard_normal((1, 8, 8, 3))
+    w = rng.standard_normal((3, 3, 3, 2))
+    first = core.conv2d(x, w, None, (1, 1), ((1, 1), (1, 1)))
+    keep = first.copy()
+    core.conv2d(rng.standard_normal((1, 8, 8, 3)), w, None, (1, 1), ((1, 1), (1, 1)))
+    core.pool2d(rng.standard_normal((1, 8, 8, 2)), (3, 3), (1, 1), ((1, 1), (1, 1)), "max")
+    np.testing.assert_array_equal(first, keep)
+
+
+def test_float32_in_float32_out(rng):
+    x = rng.standard_normal((1, 9, 9, 130)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 130, 128)).astype(np.float32)
+    y = core.conv2d(x, w, np.zeros(128, np.float32), (1, 1), ((1, 1), (1, 1)))
+    assert y.dtype == np.float32
+    assert core.conv2d_input_grad(y, w, x.shape, (1, 1), ((1, 1), (1, 1))).dtype == np.float32
+
+
+def test_kernel_larger_than_input_is_an_input_error(rng):
+    with pytest.raises(InputError, match="smaller than the kernel"):
+        core.conv2d(rng.standard_normal((1, 2, 2, 1)), rng.standard_normal((3, 3, 1, 1)))
+    with pytest.raises(InputError, match="input channels"):
+        core.conv2d(rng.standard_normal((1, 4, 4, 2)), rng.standard_normal((3, 3, 3, 1)))
+
+
+# ------------------------------------------------------------------ depthwise
+@pytest.mark.parametrize("kernel,strides,dilation,m,padding", [
+    ((3, 3), (1, 1), (1, 1), 1, "same"), ((3, 3), (2, 2), (1, 1), 2, "same"), ((3, 3), (1, 1), (2, 2), 1, "valid"),
+    ((5, 3), (2, 1), (1, 1), 3, "same")])
+def test_depthwise_matches_grouped_conv_and_adjoints(rng, kernel, strides, dilation, m, padding):
+    c = 4
+    x = rng.standard_normal((2, 9, 8, c))
+    w = rng.standard_normal((*kernel, c, m))
+    pads = core.resolve_padding(padding, (9, 8), kernel, strides, dilation)
+    y = core.depthwise_conv2d(x, w, strides, pads, dilation)
+    # depthwise = a grouped conv with groups = C, kernel (kh, kw, 1, C*m), output channel c*m + j
+    want = direct_conv(x, w.reshape(*kernel, 1, c * m), strides, pads, dilation, groups=c)
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    dx = core.depthwise_input_grad(dy, w, x.shape, strides, pads, dilation)
+    dw = core.depthwise_weight_grad(x, dy, w.shape, strides, pads, dilation)
+    np.testing.assert_allclose(np.vdot(x, dx), np.vdot(y, dy), rtol=1e-11)
+    np.testing.assert_allclose(np.vdot(w, dw), np.vdot(y, dy), rtol=1e-11)
+
+
+# ------------------------------------------------------------------ pooling
+POOLS = [((2, 2), (2, 2), "valid"), ((2, 2), (2, 2), "same"), ((3, 3), (2, 2), "same"), ((3, 3), (1, 1), "same"),
+         ((3, 2), (1, 2), "valid"), ((1, 1), (2, 2), "valid")]
+
+
+@pytest.mark.parametrize("pool,strides,padding", POOLS)
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_pool_matches_direct_loop(rng, pool, strides, padding, mode):
+    x = rng.standard_normal((2, 7, 9, 3))
+    pads = core.resolve_padding(padding, (7, 9), pool, strides)
+    np.testing.assert_allclose(core.pool2d(x, pool, strides, pads, mode), direct_pool(x, pool, strides, pads, mode),
+                               rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("pool,strides,padding", POOLS)
+def test_pool_backward(rng, pool, strides, padding):
+    x = rng.standard_normal((2, 7, 9, 3))
+    x[0, :2, :2, 0] = 1.5  # a tie: the first maximum (row-major in the window) takes the gradient
+    pads = core.resolve_padding(padding, (7, 9), pool, strides)
+    for mode in ("max", "avg"):
+        out = core.pool2d(x, pool, strides, pads, mode)
+        dy = rng.standard_normal(out.shape)
+        dx = core.pool2d_backward(dy, x, out, pool, strides, pads, mode)
+        want = np.zeros_like(x)  # the reference: route each window's dy by the definition
+        (pt, _), (pl, _) = pads
+        for n, i, j, c in itertools.product(*map(range, out.shape)):
+            r0, c0 = i * strides[0] - pt, j * strides[1] - pl
+            cells = [(r, s) for r in range(r0, r0 + pool[0]) for s in range(c0, c0 + pool[1])
+                     if 0 <= r < x.shape[1] and 0 <= s < x.shape[2]]
+            if mode == "max":
+                r, s = next(rc for rc in cells if x[n, rc[0], rc[1], c] == out[n, i, j, c])
+                want[n, r, s, c] += dy[n, i, j, c]
+            else:
+                for r, s in cells:
+                    want[n, r, s, c] += dy[n, i, j, c] / len(cells)
+        np.testing.assert_allclose(dx, want, rtol=1e-12, atol=1e-13)
