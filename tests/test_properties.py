@@ -1,0 +1,190 @@
+"""Property tests (hypothesis): random small layer stacks, random shapes.
+
+For every stack hypothesis draws (convolutions of every kind, pooling, normalisation, smooth activations,
+padding/cropping/upsampling, an optional dense head; random kernel sizes, strides, dilations, paddings,
+channels and input sizes, kept valid):
+  1. shapes: an independent shape function written here from Keras's formulas == the SymbolicTensor
+     shapes of the model built with npcnn.Input == the shapes the forward pass really produces;
+  2. gradients: input_gradient and every param_gradients entry agree with float64 central differences.
+"""
+import math
+import os
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import npcnn
+from npcnn import layers as L
+from conftest import check_gradient, randomize_weights
+
+# deterministic in CI (reproducible failures); exploring new examples on a developer's machine
+SETTINGS = settings(max_examples=25, deadline=None, derandomize=bool(os.environ.get("CI")),
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SMOOTH = ["linear", "tanh", "sigmoid", "swish", "softplus", "gelu", "mish", "softsign"]  # no kinks for FD
+MAX_SIZE = 14
+
+
+# --------------------------------------------------------------------------- reference shape formulas
+def conv_length(n, k, s, d, padding):
+    """Keras: 'same' -> ceil(n / s); 'valid' -> floor((n - (k-1) d - 1) / s) + 1."""
+    return math.ceil(n / s) if padding == "same" else (n - (k - 1) * d - 1) // s + 1
+
+
+def transpose_length(n, k, s, padding):
+    """Keras Conv2DTranspose without output_padding: 'same' -> n s; 'valid' -> n s + max(k - s, 0)."""
+    return n * s if padding == "same" else n * s + max(k - s, 0)
+
+
+# --------------------------------------------------------------------------- drawing layers
+def draw_spatial_layer(data, shape, name):
+    """One random layer for an (N, H, W, C) input with its expected output shape (None if invalid)."""
+    _, h, w, c = shape
+    kind = data.draw(st.sampled_from(["conv", "conv", "depthwise", "separable", "transpose", "maxpool", "avgpool",
+                                      "bn", "act", "pad", "crop", "up"]), label="kind")
+    k = data.draw(st.integers(1, 4), label="kernel")
+    s = data.draw(st.integers(1, 3), label="stride")
+    d = 1 if s > 1 else data.draw(st.integers(1, 2), label="dilation")  # Keras: no stride with dilation
+    pad = data.draw(st.sampled_from(["same", "valid"]), label="padding")
+    act = data.draw(st.sampled_from(SMOOTH), label="activation")
+    if kind == "conv":
+        groups = data.draw(st.sampled_from([1, 2]), label="groups") if c % 2 == 0 else 1
+        f = groups * data.draw(st.integers(1, 3), label="filters per group")
+        layer = L.Conv2D(f, k, strides=s, padding=pad, dilation_rate=d, groups=groups, activation=act,
+                         use_bias=data.draw(st.booleans(), label="bias"), name=name)
+        out = (conv_length(h, k, s, d, pad), conv_length(w, k, s, d, pad), f)
+    elif kind in ("depthwise", "separable"):
+        m = data.draw(st.integers(1, 2), label="multiplier")
+        if kind == "depthwise":
+            layer, cout = L.DepthwiseConv2D(k, strides=s, padding=pad, depth_multiplier=m, dilation_rate=d,
+                                            activation=act, name=name), c * m
+        else:
+            cout = data.draw(st.integers(1, 4), label="filters")
+            layer = L.SeparableConv2D(cout, k, strides=s, padding=pad, depth_multiplier=m, dilation_rate=d,
+                                      activation=act, name=name)
+        out = (conv_length(h, k, s, d, pad), conv_length(w, k, s, d, pad), cout)
+    elif kind == "transpose":
+        f = data.draw(st.integers(1, 3), label="filters")
+        layer = L.Conv2DTranspose(f, k, strides=s, padding=pad, activation=act, name=name)
+        out = (transpose_length(h, k, s, pad), transpose_length(w, k, s, pad), f)
+    elif kind in ("maxpool", "avgpool"):
+        cls = L.MaxPooling2D if kind == "maxpool" else L.AveragePooling2D
+        layer = cls(k, strides=s, padding=pad, name=name)
+        out = (conv_length(h, k, s, 1, pad), conv_length(w, k, s, 1, pad), c)
+    elif kind == "bn":
+        layer, out = L.BatchNormalization(center=data.draw(st.booleans()), scale=data.draw(st.booleans()),
+                                          name=name), (h, w, c)
+    elif kind == "act":
+        layer, out = L.Activation(act, name=name), (h, w, c)
+    elif kind in ("pad", "crop"):
+        t, b, l, r = (data.draw(st.integers(0, 2), label="pad/crop") for _ in range(4))
+        sign = 1 if kind == "pad" else -1
+        layer = (L.ZeroPadding2D if kind == "pad" else L.Cropping2D)(((t, b), (l, r)), name=name)
+        out = (h + sign * (t + b), w + sign * (l + r), c)
+    else:
+        sh, sw = data.draw(st.integers(1, 3), label="up h"), data.draw(st.integers(1, 3), label="up w")
+        layer = L.UpSampling2D((sh, sw), interpolation=data.draw(st.sampled_from(["nearest", "bilinear"])), name=name)
+        out = (h * sh, w * sw, c)
+    if min(out) < 1 or max(out[:2]) > MAX_SIZE:
+        return None, None
+    return layer, (None, *out)
+
+
+def draw_head(data, shape):
+    """Optionally end with GlobalAveragePooling2D/GlobalMaxPooling2D/Flatten + Dense."""
+    head = data.draw(st.sampled_from(["none", "gap", "gmp", "flatten"]), label="head")
+    if head == "none":
+        return []
+    units = data.draw(st.integers(1, 4), label="units")
+    act = data.draw(st.sampled_from(SMOOTH + ["softmax"]), label="head activation")
+    if head == "flatten":
+        first, flat = L.Flatten(name="flat"), (None, shape[1] * shape[2] * shape[3])
+    else:
+        first = (L.GlobalAveragePooling2D if head == "gap" else L.GlobalMaxPooling2D)(name="pool")
+        flat = (None, shape[3])
+    return [(first, flat), (L.Dense(units, activation=act, name="head"), (None, units))]
+
+
+# --------------------------------------------------------------------------- the checks
+def check_shapes_and_gradients(model, tensors, x, rng):
+    """tensors: [(key, SymbolicTensor, expected shape)]. Forward shapes, then float64 FD of every gradient."""
+    for key, t, expected in tensors:
+        assert t.shape == expected, f"{key}: symbolic {t.shape}, Keras formula {expected}"
+    model.astype("float64")
+    randomize_weights(model.named_weights(), rng, scale=0.5)
+    acts = model.activations(x)
+    for key, _, expected in tensors:
+        assert acts[key].shape == (x.shape[0], *expected[1:]), f"{key}: forward {acts[key].shape}, expected {expected}"
+    out = model.predict(x)
+    cot = rng.normal(size=out.shape)
+
+    def f():
+        return float((cot * model.predict(x)).sum())
+
+    check_gradient(f, x, model.input_gradient(x, cotangent=cot), rng, 12, what="input")
+    weights = model.named_weights()
+    for key, g in model.param_gradients(x, cotangent=cot).items():
+        check_gradient(f, weights[key], g, rng, 6, what=key)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_random_2d_stacks(data):
+    n = data.draw(st.integers(1, 3), label="batch")
+    shape = (None, data.draw(st.integers(3, 10), label="H"), data.draw(st.integers(3, 10), label="W"),
+             data.draw(st.integers(1, 4), label="C"))
+    inp = npcnn.Input(shape[1:])
+    t, tensors = inp, []
+    for i in range(data.draw(st.integers(1, 4), label="depth")):
+        layer, out_shape = draw_spatial_layer(data, t.shape, f"l{i}")
+        if layer is None:  # would empty the map or grow it too much: skip
+            continue
+        t = layer(t)
+        tensors.append((layer.name, t, out_shape))
+    for layer, out_shape in draw_head(data, t.shape):
+        t = layer(t)
+        tensors.append((layer.name, t, out_shape))
+    if not tensors:
+        t = L.Activation("tanh", name="only")(inp)
+        tensors.append(("only", t, shape))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16), label="seed"))
+    x = rng.normal(size=(n, *shape[1:]))
+    check_shapes_and_gradients(npcnn.Model(inp, t), tensors, x, rng)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_random_1d_stacks(data):
+    """Conv1D (valid/same/causal), 1-D pooling and global 1-D pooling on (N, L, C) sequences."""
+    n, length, c = (data.draw(st.integers(1, 3)), data.draw(st.integers(4, 14)), data.draw(st.integers(1, 3)))
+    inp = npcnn.Input((length, c))
+    t, tensors = inp, []
+    for i in range(data.draw(st.integers(1, 3), label="depth")):
+        kind = data.draw(st.sampled_from(["conv", "maxpool", "avgpool"]), label="kind")
+        k, s = data.draw(st.integers(1, 4), label="kernel"), data.draw(st.integers(1, 3), label="stride")
+        size = t.shape[1]
+        if kind == "conv":
+            d = 1 if s > 1 else data.draw(st.integers(1, 2), label="dilation")
+            pad = data.draw(st.sampled_from(["same", "valid", "causal"]), label="padding")
+            f = data.draw(st.integers(1, 3), label="filters")
+            layer = L.Conv1D(f, k, strides=s, padding=pad, dilation_rate=d,
+                             activation=data.draw(st.sampled_from(SMOOTH)), name=f"l{i}")
+            out = (conv_length(size, k, s, d, "same" if pad == "causal" else pad), f)  # causal keeps 'same' length
+        else:
+            pad = data.draw(st.sampled_from(["same", "valid"]), label="padding")
+            layer = (L.MaxPooling1D if kind == "maxpool" else L.AveragePooling1D)(k, strides=s, padding=pad,
+                                                                                    name=f"l{i}")
+            out = (conv_length(size, k, s, 1, pad), t.shape[2])
+        if out[0] < 1:
+            continue
+        t = layer(t)
+        tensors.append((layer.name, t, (None, *out)))
+    pool = data.draw(st.sampled_from([None, L.GlobalAveragePooling1D, L.GlobalMaxPooling1D]), label="global")
+    if pool is not None:
+        keep = data.draw(st.booleans(), label="keepdims")
+        t = pool(keepdims=keep, name="global")(t)
+        tensors.append(("global", t, (None, 1, t.shape[-1]) if keep else (None, t.shape[-1])))
+    if not tensors:
+        return
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16), label="seed"))
+    check_shapes_and_gradients(npcnn.Model(inp, t), tensors, rng.normal(size=(n, length, c)), rng)
