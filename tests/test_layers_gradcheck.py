@@ -120,6 +120,7 @@ CASES = {
     "conv1d_same_s2": (lambda: L.Conv1D(4, 3, strides=2, padding="same"), [X3]),
     "conv1d_causal_d2": (lambda: L.Conv1D(2, 3, padding="causal", dilation_rate=2), [X3]),
     "conv1d_causal_s2": (lambda: L.Conv1D(2, 2, padding="causal", strides=2), [X3]),
+    "conv1d_groups2": (lambda: L.Conv1D(4, 3, groups=2, padding="same"), [normal(2, 7, 4)]),
     "depthwise_m2_s2_same": (lambda: L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2), [X4]),
     "depthwise_valid_d2": (lambda: L.DepthwiseConv2D(3, dilation_rate=2, use_bias=False), [normal(2, 7, 8, 2)]),
     "depthwise_fused_relu6": (lambda: L.DepthwiseConv2D(3, padding="same", activation="relu6"), [X4]),
@@ -133,6 +134,8 @@ CASES = {
                               [normal(2, 4, 3, 2)]),
     "transpose_outpad_valid": (lambda: L.Conv2DTranspose(2, 3, strides=3, output_padding=(1, 2)),
                                [normal(2, 3, 4, 2)]),
+    "transpose_dilation2_same": (lambda: L.Conv2DTranspose(2, 3, padding="same", dilation_rate=2), [normal(2, 5, 4, 2)]),
+    "transpose_dilation2_valid": (lambda: L.Conv2DTranspose(2, 3, dilation_rate=(2, 1)), [normal(2, 4, 3, 2)]),
     "transpose_s2_k2_valid": (lambda: L.Conv2DTranspose(2, 2, strides=2, activation="sigmoid"), [normal(2, 3, 3, 2)]),
     # dense
     "dense_rank2": (lambda: L.Dense(4), [normal(3, 5)]),
@@ -168,6 +171,7 @@ CASES = {
     "normalization_config": (lambda: L.Normalization(mean=[0.1, -0.2, 0.3], variance=[0.5, 2.0, 1.5]), [X4]),
     "normalization_invert": (lambda: L.Normalization(mean=[0.1, -0.2, 0.3], variance=[0.5, 2.0, 1.5],
                                                      invert=True), [X4]),
+    "normalization_axis_none": (lambda: L.Normalization(axis=None, mean=0.5, variance=4.0), [X4]),
     # activation layers with options (inputs kept away from every kink)
     "relu_plain": (lambda: L.ReLU(), [smooth(2, 5, 3)]),
     "relu_all_options": (lambda: L.ReLU(max_value=2.0, negative_slope=0.1, threshold=0.5),

@@ -330,3 +330,57 @@ def test_float32_close_to_float64(rng):
     assert rel_error(g32, g64) < 1e-4
     for k in p64:
         assert p32[k].dtype == np.float32 and rel_error(p32[k], p64[k]) < 1e-4, k
+
+
+def test_same_tensor_twice_into_a_merge_and_frozen_layers(rng):
+    """Multiply([h, h]) = h²: both input slots' gradients accumulate. A frozen layer has no weight gradients."""
+    x = npcnn.Input((5,))
+    h = L.Dense(4, name="h")(x)
+    frozen = L.Dense(3, name="frozen", trainable=False)
+    model = prepared(npcnn.Model(x, frozen(L.Multiply(name="sq")([h, h]))), rng)
+    xv = rng.normal(size=(3, 5))
+    cot = rng.normal(size=(3, 3))
+    g = model.input_gradient(xv, cotangent=cot)
+    check_gradient(lambda: float((cot * model.predict(xv)).sum()), xv, g, rng, None)
+    assert sorted(model.param_gradients(xv, cotangent=cot)) == ["h/bias", "h/kernel"]
+
+
+def test_training_mode_graph_gradients(rng):
+    """BatchNormalization (batch statistics) and Dropout (a seeded mask) in training mode, through trace()."""
+    x_in = npcnn.Input((5, 4, 3))
+    h = L.Conv2D(4, 3, padding="same", activation="tanh", name="conv")(x_in)
+    h = L.BatchNormalization(name="bn")(h)
+    h = L.Dropout(0.3, name="drop")(h)
+    model = prepared(npcnn.Model(x_in, L.Dense(2, name="head")(L.GlobalAveragePooling2D(name="gap")(h))), rng)
+    x = rng.normal(size=(3, 5, 4, 3))
+
+    def run():
+        npcnn.set_seed(5)  # the same dropout mask on every forward
+        return model.trace(x, training=True)
+
+    tr = run()
+    cot = rng.normal(size=tr.outputs[0].shape)
+
+    def f():
+        return float((cot * run().outputs[0]).sum())
+
+    check_gradient(f, x, tr.input_gradient(cotangent=cot), rng, 30, what="input (training)")
+    weights = model.named_weights()
+    for key, g in tr.param_gradients(cotangent=cot).items():
+        check_gradient(f, weights[key], g, rng, 15, what=f"{key} (training)")
+    # training and inference differ (batch statistics, dropout) but inference is deterministic
+    assert rel_error(tr.outputs[0], model.predict(x)) > 1e-3
+    np.testing.assert_array_equal(model.predict(x), model.predict(x))
+
+
+def test_gradient_of_several_keys_at_once(rng):
+    """of=[k1, k2] with one cotangent each: the sum of the two single-key gradients."""
+    model = prepared(branchy_model(), rng)
+    tr = model.trace(rng.normal(size=(2, 7, 6, 3)))
+    cots = [rng.normal(size=tr[k].shape) for k in ("branch_a", "branch_c")]
+    both = tr.gradient(of=["branch_a", "branch_c"], cotangent=cots, wrt="stem")
+    one = tr.gradient(of="branch_a", cotangent=cots[0], wrt="stem")
+    assert rel_error(both, one) < 1e-12  # branch_c does not depend on stem
+    g_in = tr.gradient(of=["branch_a", "branch_c"], cotangent=cots)
+    parts = [tr.input_gradient(layer=k, cotangent=c) for k, c in zip(("branch_a", "branch_c"), cots)]
+    assert rel_error(g_in, parts[0] + parts[1]) < 1e-12
