@@ -322,6 +322,11 @@ class Model(Layer):
             layer.set_weights(weights[i:i + k])
             i += k
 
+    def save(self, path):
+        """Write a Keras file: ``.keras`` (Keras 3 archive) or ``.h5`` (Keras 2 layout); see :mod:`npcnn.io`."""
+        from .io import save_model
+        save_model(self, path)
+
     def count_params(self):
         return sum(layer.count_params() for layer in self._unique_layers())
 
