@@ -1,0 +1,110 @@
+"""Training speed: one epoch of the shipped Fashion-MNIST CNN on the 60,000 training images, npcnn side by
+side with the same model, optimiser and batch size in Keras 3 / TensorFlow, in one run.
+
+    python3 benchmarks/bench_train.py                          # batch 128, both sides, prints a table
+    python3 benchmarks/bench_train.py --batch-size 64 --tf-python /work/venv-tf/bin/python
+
+Each side runs in a fresh process without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (old workarounds that slow
+current NumPy), one after the other, with the machine's load average printed next to each time because
+the machine may be shared. npcnn: one epoch of ``model.fit`` (no warm-up needed: there is no graph to
+compile). Keras: two epochs of ``model.fit``; the first includes tracing the graph, the second is the
+steady state, and the ratio is taken against the second (the favourable number for TensorFlow).
+Data: Debian's dataset-fashion-mnist (``apt-get install dataset-fashion-mnist``).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, "..")
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+sys.path[:0] = [ROOT, os.path.join(ROOT, "examples")]
+
+
+def load_data(limit):
+    from npcnn.train import load_fashion_mnist
+    (x, y), _ = load_fashion_mnist()
+    return x[:limit, ..., None], y[:limit]
+
+
+def run_npcnn(batch_size, limit):
+    """Seconds for one epoch of npcnn's fit on the shipped model's architecture."""
+    import npcnn
+    from train_fashion_mnist import build_model
+    x, y = load_data(limit)
+    npcnn.set_seed(0)
+    model = build_model()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    start = time.perf_counter()
+    history = model.fit(x, y, epochs=1, batch_size=batch_size, verbose=0)
+    return {"epoch_s": [time.perf_counter() - start], "loss": history.history["loss"]}
+
+
+def run_keras(batch_size, limit):
+    """Seconds for each of two epochs of Keras's fit on the same architecture (layer for layer)."""
+    import keras
+    from keras import layers
+    x, y = load_data(limit)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((28, 28, 1)), layers.Rescaling(1 / 255),
+        layers.Conv2D(16, 3, padding="same", activation="relu"), layers.MaxPooling2D(),
+        layers.Conv2D(32, 3, padding="same", activation="relu"), layers.MaxPooling2D(),
+        layers.Conv2D(64, 3, padding="same", activation="relu"), layers.MaxPooling2D(),
+        layers.Flatten(), layers.Dropout(0.2), layers.Dense(64, activation="relu"),
+        layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.t)
+
+    times = []
+    history = model.fit(x.astype("float32"), y, epochs=2, batch_size=batch_size, verbose=0, callbacks=[Timer()])
+    return {"epoch_s": times, "loss": history.history["loss"], "params": model.count_params()}
+
+
+def side(python, name, args):
+    """Run one side in a fresh process; its result is the last line of stdout (JSON)."""
+    cmd = [python, os.path.abspath(__file__), "--side", name, "--batch-size", str(args.batch_size),
+           "--limit", str(args.limit)]
+    load = os.getloadavg()[0]
+    out = subprocess.run(cmd, env=CLEAN_ENV, capture_output=True, text=True)
+    if out.returncode:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed", "load": load}
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "load": load, "load_after": os.getloadavg()[0]}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--limit", type=int, default=60000, help="images per epoch (60000: the full set)")
+    p.add_argument("--tf-python", default="/work/venv-tf/bin/python", help="a Python with Keras 3 + TF")
+    p.add_argument("--side", choices=["npcnn", "keras"], help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.side:
+        run = run_npcnn if args.side == "npcnn" else run_keras
+        print(json.dumps(run(args.batch_size, args.limit)))
+        return
+    print(f"one epoch, {args.limit} Fashion-MNIST images, batch {args.batch_size}, {os.cpu_count()} cores")
+    npc = side(sys.executable, "npcnn", args)
+    ker = side(args.tf_python, "keras", args) if os.path.exists(args.tf_python) else {"error": "no TF python"}
+    for name, r in (("npcnn", npc), ("keras/TF", ker)):
+        if "error" in r:
+            print(f"{name:9s} skipped: {r['error']}")
+        else:
+            times = ", ".join(f"{t:.1f} s" for t in r["epoch_s"])
+            print(f"{name:9s} epoch {times}  (loss {r['loss'][0]:.3f}; load {r['load']:.1f} -> {r['load_after']:.1f})")
+    if "error" not in npc and "error" not in ker:
+        print(f"ratio npcnn / TF (steady-state epoch): {npc['epoch_s'][0] / ker['epoch_s'][-1]:.2f}x; "
+              f"against TF's first epoch: {npc['epoch_s'][0] / ker['epoch_s'][0]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
