@@ -335,3 +335,14 @@ def test_binary_labels_for_a_one_unit_model_are_fine(subset):
     assert np.isclose(acc, ((model.predict(x)[:, 0] > 0) == (y > 0.5)).mean())  # logit 0 = probability 1/2
     with pytest.raises(InputError, match=r"\[0, 1\]"):
         model.fit(x, y * 2, epochs=1, verbose=0)
+
+
+def test_progress_bar_shows_loss_and_accuracy_and_verbose_0_is_silent(subset, capsys):
+    x, y = subset[0][:40], subset[1][:40]
+    model = _compiled()
+    model.fit(x, y, epochs=1, batch_size=20, verbose=0)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+    model.fit(x, y, epochs=2, batch_size=20, verbose=1)
+    err = capsys.readouterr().err
+    assert "Epoch 1/2" in err and "Epoch 2/2" in err and "loss=" in err and "accuracy=" in err
