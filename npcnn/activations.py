@@ -50,6 +50,8 @@ def relu_forward(z, negative_slope=0.0, max_value=None, threshold=0.0):
 
 def relu_derivative(z, negative_slope=0.0, max_value=None, threshold=0.0):
     inside = z >= threshold if threshold != 0 else z > 0
+    if negative_slope == 0 and max_value is None:
+        return inside  # a 0/1 mask: dy * mask keeps dy's dtype (np.where(inside, 1.0, 0) made float64 temporaries)
     slope = np.where(inside, 1.0, negative_slope).astype(z.dtype, copy=False)
     if max_value is not None:
         slope = slope * (z < max_value)

@@ -29,8 +29,10 @@ Backward::
 Transformed kernels (flipped, Winograd) are cached per kernel array and recomputed when the array's
 contents change (a fingerprint: a dot product with a fixed random probe, see :func:`_derived`).
 """
+import os
 import threading
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -44,7 +46,29 @@ WINOGRAD_MIN_CHANNELS = 128
 """Winograd F(2×2, 3×3) is used for 3×3 stride-1 convolutions with at least this many input and output
 channels: below it the 16 small GEMMs and the tile transforms cost more than they save (benchmarks/)."""
 
+THREADS = min(os.cpu_count() or 1, 4)
+"""Threads for the memory-bound steps (im2col copies, Winograd transforms). BLAS already runs the GEMMs
+on every core; without this the copies between GEMMs would run on one core while the others wait.
+NumPy releases the GIL inside copies and ufunc loops, so plain Python threads run them in parallel."""
+
 _local = threading.local()
+_executor = []
+
+
+def _parallel(fn, count, nbytes):
+    """fn(i0, i1) over [0, count) split into THREADS contiguous parts run in parallel; inline when the
+    work (``nbytes`` written) is too small to pay for a thread hand-off. Parts write disjoint slices."""
+    parts = min(THREADS, count) if nbytes >= (1 << 20) else 1
+    if parts <= 1 or threading.current_thread() is not threading.main_thread():
+        fn(0, count)
+        return
+    if not _executor:
+        _executor.append(ThreadPoolExecutor(THREADS, thread_name_prefix="npcnn-conv"))
+    bounds = [count * k // parts for k in range(parts + 1)]
+    futures = [_executor[0].submit(fn, bounds[k], bounds[k + 1]) for k in range(1, parts)]
+    fn(bounds[0], bounds[1])
+    for f in futures:
+        f.result()
 
 
 def pair(v, name="value"):
@@ -174,7 +198,10 @@ def _im2col(x, r0, r1, ow, kernel, strides, pads, dilation, name="cols"):
     xb = _padded_rows(x, pt, pl, a0, a1, width)
     win = windows(xb, kernel, strides, dilation, (r1 - r0, ow))
     cols = _workspace(name, win.shape, x.dtype)
-    np.copyto(cols, win)
+    if win.shape[0] > 1:  # split the copy over images, else over output rows
+        _parallel(lambda i0, i1: np.copyto(cols[i0:i1], win[i0:i1]), win.shape[0], cols.nbytes)
+    else:
+        _parallel(lambda i0, i1: np.copyto(cols[:, i0:i1], win[:, i0:i1]), win.shape[1], cols.nbytes)
     return cols.reshape(-1, kh * kw * x.shape[3])
 
 
@@ -201,7 +228,7 @@ def _derived(w, tag, make):
     if hit is not None and hit[0]() is w and hit[1] == fp:
         return hit[2]
     value = make()
-    ref = weakref.ref(w, lambda _, k=key: _derived_cache.pop(k, None))
+    ref = weakref.ref(w, lambda _, k=key, cache=_derived_cache: cache.pop(k, None))
     _derived_cache[key] = (ref, fp, value)
     return value
 
@@ -338,24 +365,30 @@ def _winograd_conv(x, u, b, pads, out):
         t1 = min(th, t0 + step)
         tb = t1 - t0
         xb = _padded_rows(x, pt, pl, 2 * t0, 2 * t1 + 2, 2 * tw + 2)  # (n, 2tb+2, 2tw+2, c)
-        # V = B^T d B: the row transform on whole rows, then the column transform
         rows = _workspace("wino_rows", (4, n, tb, 2 * tw + 2, c), x.dtype)
-        _winograd_bt([xb[:, k:k + 2 * tb:2] for k in range(4)], rows)
         v = _workspace("wino_v", (4, 4, n, tb, tw, c), x.dtype)
-        for i in range(4):
-            _winograd_bt([rows[i][:, :, k:k + 2 * tw:2] for k in range(4)], v[i])
+
+        def transform_in(i0, i1):  # V = B^T d B for tile rows i0:i1: along rows, then along columns
+            _winograd_bt([xb[:, 2 * i0 + k:2 * i1 + k:2] for k in range(4)], rows[:, :, i0:i1])
+            for i in range(4):
+                _winograd_bt([rows[i][:, i0:i1, k:k + 2 * tw:2] for k in range(4)], v[i, :, :, i0:i1])
+
+        _parallel(transform_in, tb, v.nbytes)
         m = _workspace("wino_m", (16, n * tb * tw, co), x.dtype)
         np.matmul(v.reshape(16, -1, c), u, out=m)
-        # Y = A^T M A: rows, then columns, written straight into out when the tiles fit exactly
         m = m.reshape(4, 4, n, tb, tw, co)
         half = _workspace("wino_half", (2, 4, n, tb, tw, co), x.dtype)
-        _winograd_at(m, half)
         rows_out = min(2 * t1, oh) - 2 * t0
-        exact = rows_out == 2 * tb and ow == 2 * tw
+        exact = rows_out == 2 * tb and ow == 2 * tw  # then the tiles are written straight into out
         y = out[:, 2 * t0:2 * t1].reshape(n, tb, 2, tw, 2, co) if exact else \
             _workspace("wino_y", (n, tb, 2, tw, 2, co), x.dtype)
-        for i in range(2):
-            _winograd_at(half[i], [y[:, :, i, :, 0], y[:, :, i, :, 1]])
+
+        def transform_out(i0, i1):  # Y = A^T M A for tile rows i0:i1
+            _winograd_at(m[:, :, :, i0:i1], half[:, :, :, i0:i1])
+            for i in range(2):
+                _winograd_at(half[i][:, :, i0:i1], [y[:, i0:i1, i, :, 0], y[:, i0:i1, i, :, 1]])
+
+        _parallel(transform_out, tb, half.nbytes)
         if not exact:
             out[:, 2 * t0:2 * t0 + rows_out] = y.reshape(n, 2 * tb, 2 * tw, co)[:, :rows_out, :ow]
         if b is not None:
@@ -530,25 +563,37 @@ def window_counts(hw, pool, strides, pads):
     return _pool_reduce(ones, pool, strides, (oh, ow), np.add)[0]
 
 
-def pool2d_backward(dout, x, out, pool, strides, pads, mode):
+def pool2d_argmax(x, out, pool, strides, pads):
+    """Which tap of each window holds its first maximum (row-major in the window, as TensorFlow):
+    x (N, H, W, C), out = pool2d(x, ..., "max") -> (N, oh, ow, C) uint8 tap indices a*kw + b."""
+    winner = np.zeros(out.shape, dtype=np.uint8)
+    taken = np.zeros(out.shape, dtype=bool)
+    hit = np.empty(out.shape, dtype=bool)
+    for (a, b), xtap in _taps(_pad(x, pads, -np.inf), pool, strides, (1, 1), out.shape[1:3]):
+        np.equal(xtap, out, out=hit)
+        hit &= ~taken
+        taken |= hit
+        np.copyto(winner, a * pool[1] + b, where=hit)
+    return winner
+
+
+def pool2d_backward(dout, x, out, pool, strides, pads, mode, winner=None):
     """dx of :func:`pool2d`. Max routes each window's gradient to its first maximum (as TensorFlow).
 
-    A loop over the kh*kw taps only: each tap compares a strided view of x with the pooled output.
+    x: the input (N, H, W, C), or only its shape when ``winner`` (from :func:`pool2d_argmax`) is given.
+    A loop over the kh*kw taps only, each a vectorised masked add into a strided view of dx.
     """
-    n, h, wd, c = x.shape
+    n, h, wd, c = x if isinstance(x, tuple) else x.shape
     (pt, pb), (pl, pr) = pads
     oh, ow = dout.shape[1:3]
     pool, strides = tuple(pool), tuple(strides)
     dxpad = np.zeros((n, h + pt + pb, wd + pl + pr, c), dtype=dout.dtype)
     dtaps = _taps(dxpad, pool, strides, (1, 1), (oh, ow))
     if mode == "max":
-        taken = np.zeros(dout.shape, dtype=bool)
-        hit = np.empty(dout.shape, dtype=bool)
-        for (_, xtap), (_, dtap) in zip(_taps(_pad(x, pads, -np.inf), pool, strides, (1, 1), (oh, ow)), dtaps):
-            np.equal(xtap, out, out=hit)
-            hit &= ~taken
-            taken |= hit
-            dtap += np.where(hit, dout, 0)
+        winner = pool2d_argmax(x, out, pool, strides, pads) if winner is None else winner
+        zero = dout.dtype.type(0)
+        for (a, b), dtap in dtaps:
+            dtap += np.where(winner == a * pool[1] + b, dout, zero)
     else:
         dout = dout / window_counts((h, wd), pool, strides, pads).astype(dout.dtype)
         for _, dtap in dtaps:

@@ -206,8 +206,9 @@ class Model(Layer):
         return out
 
     # ------------------------------------------------------------------ forward
-    def _run(self, xs, training=False, keep=None, need_caches=False, upto=None):
-        """Run the steps. keep: tensor ids to retain (None: all). Returns (values, caches)."""
+    def _run(self, xs, training=False, keep=None, need_caches=False, upto=None, compact=None):
+        """Run the steps. keep: tensor ids to retain (None: all); compact(layer, cache) -> the cache to keep
+        (None: the whole cache). Returns (values, caches)."""
         values = dict(zip(self._input_ids, xs))
         caches = {}
         retain = None if keep is None else set(keep) | set(self._output_ids)
@@ -217,7 +218,7 @@ class Model(Layer):
             out, cache = run_layer(step.layer, args if step.layer.multi_input else args[0], training, step.key)
             values[step.output] = out
             if need_caches:
-                caches[i] = cache
+                caches[i] = cache if compact is None else compact(step.layer, cache)
             if retain is not None:
                 for t in step.inputs:
                     if self._last_use.get(t) == i and t not in retain:
@@ -256,7 +257,12 @@ class Model(Layer):
 
         x: (N, H, W, C) -> same shape (a list for several inputs).
         """
-        return self.trace(x).input_gradient(layer, cotangent)
+        if callable(self._rule):  # a custom rule may read any saved activation: keep everything
+            return self.trace(x).input_gradient(layer, cotangent)
+        # One gradient only: a lean trace keeps no activations, and of the caches only what dx needs
+        ids = [] if layer is None else [self._tensor(k) for k in _as_list(layer)]
+        upto = max(self._producer.get(t, -1) for t in ids) if ids else None
+        return Trace(self, self._prepare(x), lean=True, keep=ids, upto=upto).input_gradient(layer, cotangent)
 
     def param_gradients(self, x, cotangent=None, layer=None):
         """{"layer/weight": d sum(cotangent * out) / dweight} for every trainable weight (nested:
@@ -481,9 +487,17 @@ class Trace:
     trace.gradient(of, cotangent, wrt)   d sum(cotangent * out[of]) / d (inputs and/or keys in wrt)
     """
 
-    def __init__(self, model, xs, training=False):
-        self.model, self.inputs, self.training = model, xs, training
-        self.values, self.caches = model._run(xs, training, keep=None, need_caches=True)
+    def __init__(self, model, xs, training=False, lean=False, keep=(), upto=None):
+        """lean=True (used by Model.input_gradient): keep only the values in ``keep`` and the outputs, and
+        cut every cache to what an input gradient needs (:func:`_lean_cache`): about 1/4 of the memory
+        of a full trace; activations (tr[key]), parameter gradients and function rules are then unavailable.
+        upto: the last step to run (lean traces of an inner layer stop there)."""
+        self.model, self.inputs, self.training, self.lean = model, xs, training, lean
+        if lean:
+            self.values, self.caches = model._run(xs, training, keep=keep, need_caches=True, upto=upto,
+                                                  compact=_lean_cache)
+        else:
+            self.values, self.caches = model._run(xs, training, keep=None, need_caches=True)
 
     def __getitem__(self, key):
         return self.values[self.model._tensor(key)]
@@ -577,6 +591,19 @@ class Trace:
         _, _, got = self.backward(seeds, want_inputs=False, wrt=ids, rule=rule)
         out = [got.get(t) if got.get(t) is not None else np.zeros_like(self.values[t]) for t in ids]
         return out if isinstance(wrt, (list, tuple)) else out[0]
+
+
+def _lean_cache(layer, cache):
+    """The part of a layer's cache an input gradient needs (for Trace(lean=True)): the layer's own
+    ``lean_cache`` when it has one (convolutions drop their input, max pooling keeps the winning tap),
+    and for a plain ReLU the sign of its saved pre-activation (1 byte instead of 4)."""
+    inner, saved = cache
+    shrink = getattr(layer, "lean_cache", None)
+    if shrink is not None:
+        inner = shrink(inner)
+    if saved is not None and layer.activation.name == "relu" and not layer.activation_params:
+        saved = saved > 0
+    return inner, saved
 
 
 def _needs_grad(model, want_inputs, want_params, wrt):

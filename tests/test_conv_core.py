@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from npcnn import conv as core
-from npcnn.errors import InputError
+from npcnn.errors import InputError, NpcnnError
 
 
 # ------------------------------------------------------------------ references
@@ -253,3 +253,62 @@ def test_pool_backward(rng, pool, strides, padding):
                 for r, s in cells:
                     want[n, r, s, c] += dy[n, i, j, c] / len(cells)
         np.testing.assert_allclose(dx, want, rtol=1e-12, atol=1e-13)
+
+
+# ------------------------------------------------------------------ lean traces (Model.input_gradient)
+def _small_cnn():
+    import npcnn
+    from npcnn import layers as L
+    npcnn.set_seed(3)
+    x_in = npcnn.Input((12, 11, 3))
+    h = L.Conv2D(4, 3, padding="same", activation="relu")(x_in)
+    h = L.MaxPooling2D(3, strides=2, padding="same")(h)  # overlapping windows: ties and routing matter
+    h = L.DepthwiseConv2D(3, padding="same", depth_multiplier=2, activation="relu")(h)
+    h = L.SeparableConv2D(5, 3, strides=2, padding="same", activation="relu")(h)
+    h = L.AveragePooling2D(2, padding="same")(h)
+    h = L.Conv2D(3, 2, strides=1, padding="valid", activation="relu")(h)
+    out = L.Dense(2)(L.Flatten()(h))
+    model = npcnn.Model(x_in, out)
+    model.astype("float64")
+    return model
+
+
+def _cache_bytes(trace):
+    def size(obj):
+        if isinstance(obj, np.ndarray):
+            return obj.nbytes
+        if isinstance(obj, (tuple, list)):
+            return sum(size(o) for o in obj)
+        return 0
+    return sum(size(c) for c in trace.caches.values()) + sum(v.nbytes for v in trace.values.values())
+
+
+@pytest.mark.parametrize("rule", [None, "guided", "deconvnet"])
+def test_lean_input_gradient_equals_full_trace(rng, rule):
+    from npcnn.model import Trace
+    model = _small_cnn()
+    x = rng.standard_normal((2, 12, 11, 3))
+    x[0, :3, :3, 0] = 2.0  # ties inside pooling windows
+    cot = rng.standard_normal((2, 2))
+    with model.backward_rule(rule):
+        lean = model.input_gradient(x, cotangent=cot)
+        full = model.trace(x).input_gradient(cotangent=cot)
+        np.testing.assert_allclose(lean, full, rtol=1e-13, atol=1e-14)
+        key = model.layer_keys()[3]  # an inner layer: the lean trace stops there
+        inner = model.trace(x)[key]
+        cot_inner = rng.standard_normal(inner.shape)
+        np.testing.assert_allclose(model.input_gradient(x, layer=key, cotangent=cot_inner),
+                                   model.trace(x).input_gradient(key, cot_inner), rtol=1e-13, atol=1e-14)
+    tr_lean = Trace(model, [x], lean=True)
+    assert _cache_bytes(tr_lean) < 0.5 * _cache_bytes(model.trace(x))
+    with pytest.raises(NpcnnError, match="weight gradients"):
+        tr_lean.param_gradients()
+
+
+def test_lean_input_gradient_is_the_finite_difference_gradient(rng):
+    from conftest import away_from, check_gradient
+    model = _small_cnn()
+    x = away_from(rng.standard_normal((1, 12, 11, 3)), [0.0])
+    cot = rng.standard_normal((1, 2))
+    g = model.input_gradient(x, cotangent=cot)
+    check_gradient(lambda: float(np.vdot(model.predict(x), cot)), x, g, rng, n_coords=30, what="dx (lean trace)")

@@ -7,8 +7,10 @@ Kernel layouts are Keras's, so a Keras weight list maps one to one:
   SeparableConv2D   depthwise_kernel (kh, kw, cin, m), pointwise_kernel (1, 1, cin*m, filters)
   Conv2DTranspose   kernel (kh, kw, filters, cin)                     the input-gradient of a Conv2D
 """
+import numpy as np
+
 from .. import conv as core
-from ..errors import InputError, UnsupportedError
+from ..errors import InputError, NpcnnError, UnsupportedError
 from .base import Layer, check_rank
 
 
@@ -60,6 +62,11 @@ class _ConvBase(Layer):
     def _out_channels(self, cin):
         return self.filters
 
+    def lean_cache(self, cache):
+        """The cache an input gradient alone needs: the input arrays replaced by their shapes (dx of a
+        convolution depends on the kernel, never on x)."""
+        return tuple(_InputShape(c) if isinstance(c, np.ndarray) else c for c in cache)
+
     # 1-D layers run as 2-D ones on a (N, 1, L, C) view
     def _to2d(self, x):
         check_rank(self, x, (self.rank + 2,))
@@ -71,6 +78,20 @@ class _ConvBase(Layer):
     def _kernel2d(self, name="kernel"):
         w = self.params[name]
         return w[None] if self.rank == 1 else w
+
+
+class _InputShape:
+    """Stands in for a cached input array when only its shape is needed (see :meth:`_ConvBase.lean_cache`)."""
+
+    def __init__(self, x):
+        self.shape, self.dtype = x.shape, x.dtype
+
+
+def _full(layer, x, need_params):
+    """Refuse weight gradients from a lean cache (it no longer holds the layer's input)."""
+    if need_params and isinstance(x, _InputShape):
+        raise NpcnnError(f"layer {layer.name!r}: this trace kept only what the input gradient needs; "
+                         "use model.trace(x) for weight gradients")
 
 
 def _one(v):
@@ -106,6 +127,7 @@ class Conv2D(_ConvBase):
 
     def backward(self, dout, cache, need_dx=True, need_params=True):
         x2, pads = cache
+        _full(self, x2, need_params)
         d2 = self._to2d(dout)
         w = self._kernel2d()
         grads = {}
@@ -172,6 +194,7 @@ class DepthwiseConv2D(_ConvBase):
 
     def backward(self, dout, cache, need_dx=True, need_params=True):
         x, pads = cache
+        _full(self, x, need_params)
         w = self.params["depthwise_kernel"]
         grads = {}
         if need_params:
@@ -225,6 +248,7 @@ class SeparableConv2D(_ConvBase):
 
     def backward(self, dout, cache, need_dx=True, need_params=True):
         x, pads, h = cache
+        _full(self, x, need_params)
         pw, dwk = self.params["pointwise_kernel"], self.params["depthwise_kernel"]
         dh = dout @ pw[0, 0].T
         grads = {}
@@ -296,6 +320,7 @@ class Conv2DTranspose(_ConvBase):
 
     def backward(self, dout, cache, need_dx=True, need_params=True):
         x, pads = cache
+        _full(self, x, need_params)
         w = self.params["kernel"]
         grads = {}
         if need_params:

@@ -44,10 +44,17 @@ class _Pool2D(Layer):
         return (out[:, 0] if self.rank == 1 else out), (x2, out, pads)
 
     def backward(self, dout, cache, need_dx=True, need_params=True):
-        x2, out, pads = cache
+        x2, out, pads, *winner = cache
         d2 = dout[:, None] if self.rank == 1 else dout
-        dx = core.pool2d_backward(d2, x2, out, self.pool_size, self.strides, pads, self.mode)
+        dx = core.pool2d_backward(d2, x2, out, self.pool_size, self.strides, pads, self.mode, *winner)
         return (dx[:, 0] if self.rank == 1 else dx), {}
+
+    def lean_cache(self, cache):
+        """For an input gradient alone: max pooling keeps which tap of each window won (1 byte per output)
+        instead of its input and output; average pooling keeps only the input's shape."""
+        x2, out, pads = cache
+        winner = core.pool2d_argmax(x2, out, self.pool_size, self.strides, pads) if self.mode == "max" else None
+        return x2.shape, None, pads, winner
 
 
 def _first(v):
