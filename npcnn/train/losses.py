@@ -10,6 +10,11 @@ seeds the backward pass with. Probabilities are clipped to ``[EPSILON, 1 - EPSIL
 Keras does; where the clip is active the gradient is zero (the clip's own derivative), exactly as in
 TensorFlow. With ``from_logits=True`` the sigmoid/softmax is folded into the loss, which is both exact and
 numerically stable: d(softmax cross-entropy)/dlogits = softmax(logits) - y_true.
+
+One difference from Keras on TensorFlow: inside ``fit``, when the model's output comes straight from a
+softmax/sigmoid op, TensorFlow quietly takes the loss from that op's logits. npcnn computes what is written,
+from the probabilities with the clip; the two agree except where a probability is within 1e-7 of 0 or 1
+(there npcnn's gradient is zero, TensorFlow's tiny).
 """
 import numpy as np
 
