@@ -91,7 +91,7 @@ class ArrayBatches(Batches):
 
 
 class DirectoryIterator(Batches):
-    """Images read from ``directory/<class name>/*.png|jpg|...`` a batch at a time (Keras's
+    """Images read from ``directory/<class name>/**/*.png|jpg|...`` a batch at a time (Keras's
     ``flow_from_directory``). Classes are the sub-folders in sorted order (or ``classes``).
 
     Yields x (B, *target_size, 1|3|4) float32 and y by ``class_mode``: "categorical" one-hot (B, C),
@@ -121,8 +121,9 @@ class DirectoryIterator(Batches):
             sub = os.path.join(directory, name)
             if not os.path.isdir(sub):
                 raise InputError(f"flow_from_directory: class folder {sub!r} does not exist")
-            found = sorted(f for f in os.listdir(sub) if f.lower().endswith(IMAGE_EXTENSIONS))
-            files += [os.path.join(name, f) for f in found]
+            found = sorted(os.path.relpath(os.path.join(d, f), directory) for d, _, fs in os.walk(sub)
+                           for f in fs if f.lower().endswith(IMAGE_EXTENSIONS))  # nested folders too, as Keras
+            files += found
             labels += [i] * len(found)
         if not files:
             raise InputError(f"flow_from_directory: no images ({', '.join(IMAGE_EXTENSIONS)}) in the class "
