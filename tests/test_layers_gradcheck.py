@@ -302,3 +302,28 @@ def test_batchnorm_training_updates_moving_statistics(rng):
                                rtol=1e-6)
     np.testing.assert_allclose(layer.params["moving_mean"], 0.1 * x.mean(axis=(0, 1, 2)), rtol=1e-6)
     np.testing.assert_allclose(layer.params["moving_variance"], 0.9 + 0.1 * x.var(axis=(0, 1, 2)), rtol=1e-6)
+
+
+def test_wide_3x3_convolution_gradients(rng):
+    """3x3 stride-1 convolutions with many channels take the conv core's fast path (Winograd when the
+    core has it); its forward, input and weight gradients are checked like every other case."""
+    wide = max(getattr(npcnn.conv, "WINOGRAD_MIN_CHANNELS", 0), 16)
+    gradcheck_layer(L.Conv2D(wide, 3, padding="same", activation="tanh"), [rng.normal(size=(2, 5, 4, wide))], rng,
+                    n_coords=10)
+
+
+@pytest.mark.parametrize("case", ["conv2d_s2_same", "conv2d_groups2_s2", "conv2d_k4_same_asym", "depthwise_m2_s2_same",
+                                  "transpose_s2_same", "maxpool_3s2_same", "avgpool_3s2_same", "conv1d_causal_d2"])
+def test_blocked_im2col_gives_the_same_gradients(case, rng, monkeypatch):
+    """With a tiny MEMORY_BUDGET the conv core works block by block (per image, a few rows at a time);
+    outputs and gradients must equal the one-block run's, and still pass the finite-difference check."""
+    make, specs = CASES[case]
+    xs = [make_input(s, rng) for s in specs]
+    seed = int(rng.integers(1 << 30))
+    whole = gradcheck_layer(make(), [x.copy() for x in xs], np.random.default_rng(seed))
+    monkeypatch.setattr(npcnn.conv, "MEMORY_BUDGET", 64)
+    blocked = gradcheck_layer(make(), [x.copy() for x in xs], np.random.default_rng(seed))
+    for a, b in zip(whole[0], blocked[0]):
+        assert rel_error(a, b) < 1e-12
+    for k in whole[1]:
+        assert rel_error(whole[1][k], blocked[1][k]) < 1e-12
