@@ -327,3 +327,21 @@ def test_blocked_im2col_gives_the_same_gradients(case, rng, monkeypatch):
         assert rel_error(a, b) < 1e-12
     for k in whole[1]:
         assert rel_error(whole[1][k], blocked[1][k]) < 1e-12
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_config_round_trip_gives_the_same_layer(case, rng):
+    """from_config(get_config()) rebuilds a layer that computes the same function (files are written and
+    read through these configs)."""
+    make, specs = CASES[case]
+    xs = [make_input(s, rng) for s in specs]
+    arg = xs if len(xs) > 1 else xs[0]
+    layer = make()
+    layer(arg)
+    randomize_weights(layer.params, rng)
+    config = layer.get_config()
+    twin = type(layer).from_config(config)
+    twin(arg)
+    twin.set_weights(layer.get_weights())
+    assert twin.get_config() == config
+    np.testing.assert_array_equal(twin(arg), layer(arg))

@@ -228,6 +228,13 @@ def wired_output_shape(layer, input_shape):
     return out
 
 
+def as_1d_config(cfg, keys):
+    """1-D layers keep (1, k) pairs to run on the 2-D core; their config says (k,), as Keras writes it."""
+    for k in keys:
+        cfg[k] = tuple(cfg[k][1:])
+    return cfg
+
+
 def check_rank(layer, x, ranks):
     """Raise InputError naming the layer if ``x`` (an array, or a shape while wiring) has a rank outside ``ranks``."""
     shape = tuple(x.shape) if hasattr(x, "shape") else tuple(x)

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import conv as core
 from ..errors import InputError, NpcnnError, UnsupportedError
-from .base import Layer, check_rank
+from .base import Layer, as_1d_config, check_rank
 
 
 def _check_channels_last(layer, data_format):
@@ -44,6 +44,10 @@ class _ConvBase(Layer):
     def config_keys(self):
         return ("filters", "kernel_size", "strides", "padding", "dilation_rate", "groups", "activation",
                 "use_bias")
+
+    def get_config(self):
+        cfg = super().get_config()
+        return as_1d_config(cfg, ("kernel_size", "strides", "dilation_rate")) if self.rank == 1 else cfg
 
     def initializer(self, weight_name):
         return self.bias_initializer if weight_name == "bias" else self.kernel_initializer

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .. import conv as core
-from .base import Layer, check_rank
+from .base import Layer, as_1d_config, check_rank
 
 
 class _Pool2D(Layer):
@@ -28,6 +28,10 @@ class _Pool2D(Layer):
 
     def config_keys(self):
         return ("pool_size", "strides", "padding")
+
+    def get_config(self):
+        cfg = super().get_config()
+        return as_1d_config(cfg, ("pool_size", "strides")) if self.rank == 1 else cfg
 
     def output_shape(self, input_shape):
         check_rank(self, input_shape, (self.rank + 2,))
