@@ -76,6 +76,11 @@ class Model(Layer):
             if id(node.layer) not in seen:
                 seen.add(id(node.layer))
                 layers.append(node.layer)
+        names = [layer.name for layer in layers]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:  # keys, weights and gradients are named by layer: two layers may not share a name
+            raise InputError(f"model {self.name!r}: layer names must be unique, {', '.join(map(repr, twice))} "
+                             "is used by several layers")
         if layer_order is not None:
             by_name = {layer.name: layer for layer in layers}
             layers = [by_name[n] for n in layer_order if n in by_name] + [
@@ -164,6 +169,8 @@ class Model(Layer):
                 raise InputError(f"model {self.name!r} has {len(self._layers)} layers, no index {index}")
             return self._layers[index]
         head, _, rest = str(name).partition("/")
+        base, _, call = head.rpartition(":")
+        head = base if base and call.isdigit() else head  # an activation key "conv:1" names the layer "conv"
         for layer in self._layers:
             if layer.name == head:
                 if rest:

@@ -217,3 +217,13 @@ def test_set_weights_checks_count_and_shapes(net):
         net.set_weights(ws[:3])
     with pytest.raises(InputError, match=r"layer 'conv1': weight 'kernel' has shape \(3, 3, 3, 4\), got \(3, 3, 4\)"):
         net.set_weights([np.zeros((3, 3, 4)), *ws[1:]])
+
+
+def test_duplicate_layer_names_are_refused():
+    """Keys, weights and gradients are named by layer, so two layers may not share a name (as in Keras)."""
+    x = npcnn.Input((3,))
+    with pytest.raises(InputError, match="layer names must be unique, 'd' is used by several layers"):
+        npcnn.Model(x, L.Dense(2, name="d")(L.Dense(3, name="d")(x)))
+    shared = L.Dense(3, name="shared")  # one layer called twice is fine, and its second call's key works too
+    model = npcnn.Model(x, L.Add(name="add")([shared(x), shared(x)]))
+    assert model.get_layer("shared:1") is shared and model.layer_keys() == ["shared", "shared:1", "add"]
