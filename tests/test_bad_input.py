@@ -227,3 +227,16 @@ def test_duplicate_layer_names_are_refused():
     shared = L.Dense(3, name="shared")  # one layer called twice is fine, and its second call's key works too
     model = npcnn.Model(x, L.Add(name="add")([shared(x), shared(x)]))
     assert model.get_layer("shared:1") is shared and model.layer_keys() == ["shared", "shared:1", "add"]
+
+
+def test_a_shared_layer_must_fit_its_weights():
+    dense = L.Dense(2, name="d")
+    dense(npcnn.Input((3,)))
+    with pytest.raises(InputError, match=r"layer 'd' \(Dense\) cannot take input shape\(s\) \(None, 5\): its weight "
+                                         r"'kernel' has shape \(3, 2\), the input needs \(5, 2\)"):
+        dense(npcnn.Input((5,)))
+    conv = L.Conv2D(2, 3, name="c")
+    conv(npcnn.Input((5, 5, 3)))
+    assert conv(npcnn.Input((None, None, 3))).shape == (None, None, None, 2)  # any size, same channels
+    with pytest.raises(InputError, match=r"'kernel' has shape \(3, 3, 3, 2\), the input needs \(3, 3, 4, 2\)"):
+        conv(npcnn.Input((5, 5, 4)))

@@ -216,6 +216,11 @@ def wired_output_shape(layer, input_shape):
     try:
         if not layer.params:
             layer.build(input_shape)
+        else:  # a layer called again (shared weights) must fit its weights
+            for wname, shape in layer.weight_shapes(input_shape).items():
+                have = layer.params[wname].shape if wname in layer.params else tuple(shape)
+                if len(have) != len(shape) or any(a is not None and a != b for a, b in zip(shape, have)):
+                    raise InputError(f"its weight {wname!r} has shape {have}, the input needs {tuple(shape)}")
         out = tuple(layer.output_shape(input_shape))
     except (NpcnnError, ValueError, IndexError, TypeError) as e:
         if isinstance(e, NpcnnError) and repr(layer.name) in str(e):
