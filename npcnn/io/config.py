@@ -300,18 +300,18 @@ def build(spec, where, dialect, lazy_weights=True):
 
     lazy_weights: build every layer with zero weights (the caller fills them from the file).
     """
-    _check_classes(spec, where)
+    check_classes(spec, where)
     if lazy_weights:
         with zero_init():
             return _build_model(spec, where, dialect, None)
     return _build_model(spec, where, dialect, None)
 
 
-def _check_classes(spec, where):
+def check_classes(spec, where):
     """Every class in the tree is resolvable before anything is built (unsafe ones refused first)."""
     for child in spec.children:
         if child.is_model:
-            _check_classes(child, where)
+            check_classes(child, where)
         else:
             layer_class(child, where)
 

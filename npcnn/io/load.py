@@ -90,10 +90,18 @@ def config_argument(config, where):
     return cfgmod.unwrap(cfgmod.loads(config, where))
 
 
-def _build(config, where, version, fill):
-    """Parse + build (zero weights), then ``fill(spec)`` puts the file's weights in. Returns the model."""
+def _vet(config, where, version):
+    """Parse the config and resolve every class name: unsafe or unknown layers are refused here, before
+    any weight is read or any layer built. Returns (spec, dialect)."""
     dialect = cfgmod.detect_dialect(config, version)
     spec = cfgmod.parse(config, where, dialect)
+    cfgmod.check_classes(spec, where)
+    return spec, dialect
+
+
+def _build(vetted, where, fill):
+    """Build the vetted spec (zero weights), then ``fill(spec)`` puts the file's weights in."""
+    spec, dialect = vetted
     model = cfgmod.build(spec, where, dialect)
     fill(spec)
     return model
@@ -115,12 +123,13 @@ def _load_hdf5(path, config):
         else:
             raise FormatError(f"{path}: an HDF5 file, but not a Keras model: no model_config attribute and no "
                               f"Keras weight layout (top-level keys: {sorted(f.keys())[:8]})")
+        vetted = _vet(cfg, path, version)
         if "model_weights" in f:
-            return _build(cfg, path, version, lambda spec: wmod.read_legacy(f["model_weights"], spec, path))
+            return _build(vetted, path, lambda spec: wmod.read_legacy(f["model_weights"], spec, path))
         if "layer_names" in f.attrs or "layer_names0" in f.attrs:
-            return _build(cfg, path, version, lambda spec: wmod.read_legacy(f, spec, path))
+            return _build(vetted, path, lambda spec: wmod.read_legacy(f, spec, path))
         if _has_weights(f):
-            return _build(cfg, path, version, lambda spec: wmod.read_object_paths(f, spec, path))
+            return _build(vetted, path, lambda spec: wmod.read_object_paths(f, spec, path))
         raise FormatError(f"{path}: has a model config but no weights (no model_weights group, layer_names "
                           "attribute or layers/ group)")
 
@@ -144,6 +153,7 @@ def _load_keras_archive(path, config):
             cfg, version = config_argument(config, path), None
         else:
             cfg = cfgmod.loads(zf.read("config.json"), f"{path} (config.json)")
+        vetted = _vet(cfg, path, version)
         if "model.weights.h5" not in names:
             if "model.weights.npz" in names:
                 raise UnsupportedError(f"{path}: weights stored as model.weights.npz, which Keras writes with "
@@ -154,7 +164,7 @@ def _load_keras_archive(path, config):
     with reading(where, "opening the weights as HDF5"):
         h5 = h5py.File(data, "r")
     with h5, reading(where, "reading the weights"):
-        return _build(cfg, path, version, lambda spec: wmod.read_object_paths(h5, spec, where))
+        return _build(vetted, path, lambda spec: wmod.read_object_paths(h5, spec, where))
 
 
 def _load_json(path, config):
@@ -175,11 +185,12 @@ def _load_tfjs(path, doc, config):
     topology = doc["modelTopology"]
     version = topology.get("keras_version") if isinstance(topology, dict) else None
     cfg = config_argument(config, path) if config is not None else cfgmod.unwrap(topology)
+    vetted = _vet(cfg, path, version)
     if "weightsManifest" not in doc:
         raise FormatError(f"{path}: a TF.js model.json without a weightsManifest")
     with reading(path, "reading the TF.js weight shards"):
         tensors = wmod.tfjs_tensors(doc["weightsManifest"], os.path.dirname(os.path.abspath(path)), path)
-    return _build(cfg, path, version, lambda spec: wmod.read_tfjs(tensors, spec, path))
+    return _build(vetted, path, lambda spec: wmod.read_tfjs(tensors, spec, path))
 
 
 def model_from_config(config):
