@@ -43,14 +43,15 @@ class ImageParam:
             raise InputError(f"param must be 'pixel' or 'fourier', got {kind!r}")
         self.shape, self.kind = tuple(shape), kind
         self.decorrelate = bool(decorrelate) and self.shape[-1] == 3
-        self.sd = (0.5 if kind == "pixel" else 0.05) if sd is None else float(sd)
+        self.sd = (0.5 if kind == "pixel" else 0.02) if sd is None else float(sd)
         _, h, w, _ = self.shape
         if kind == "fourier":
             fy = np.fft.fftfreq(h)[:, None]
             fx = np.fft.rfftfreq(w)[None, :]
             freq = np.sqrt(fy * fy + fx * fx)
+            # 1/f, capped at the lowest frequency: with norm="ortho" a unit of theta at the DC term moves
+            # every pixel by max(h, w) / sqrt(h * w) ~ 1, like a unit of theta in the pixel basis
             self.scale = (1.0 / np.maximum(freq, 1.0 / max(h, w)) ** decay_power)[None, :, :, None]
-            self.scale /= self.scale.max()
             both = np.full(fx.shape[1], 2.0)  # rfft columns that stand for +f and -f
             both[0] = 1.0
             if w % 2 == 0:
@@ -63,7 +64,7 @@ class ImageParam:
             return rng.normal(0.0, self.sd, self.shape)
         n, h, w, c = self.shape
         spec_shape = (n, h, w // 2 + 1, c, 2)
-        return rng.normal(0.0, self.sd, spec_shape) * np.sqrt(h * w)
+        return rng.normal(0.0, self.sd, spec_shape)
 
     def _basis(self, theta):
         if self.kind == "pixel":
