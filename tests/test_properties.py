@@ -188,3 +188,48 @@ def test_random_1d_stacks(data):
         return
     rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16), label="seed"))
     check_shapes_and_gradients(npcnn.Model(inp, t), tensors, rng.normal(size=(n, length, c)), rng)
+
+
+def draw_branch(data, inp, prefix):
+    """A short stack of shape-preserving-in-space layers ('same' convs, BN, activations) on ``inp``."""
+    t = inp
+    for i in range(data.draw(st.integers(0, 2), label=f"{prefix} depth")):
+        kind = data.draw(st.sampled_from(["conv", "depthwise", "bn", "act"]), label=f"{prefix} kind")
+        act = data.draw(st.sampled_from(SMOOTH), label="activation")
+        if kind == "conv":
+            layer = L.Conv2D(t.shape[-1], data.draw(st.integers(1, 3)), padding="same", activation=act,
+                             name=f"{prefix}{i}")
+        elif kind == "depthwise":
+            layer = L.DepthwiseConv2D(data.draw(st.integers(1, 3)), padding="same", activation=act, name=f"{prefix}{i}")
+        elif kind == "bn":
+            layer = L.BatchNormalization(name=f"{prefix}{i}")
+        else:
+            layer = L.Activation(act, name=f"{prefix}{i}")
+        t = layer(t)
+    return t
+
+
+@SETTINGS
+@given(data=st.data())
+def test_random_branching_graphs(data):
+    """Two branches from one stem joined by a random merge layer, the stem optionally a nested model and
+    the merged tensor used twice; every key's shape and every gradient checked."""
+    n, h, w, c = (data.draw(st.integers(1, 2)), data.draw(st.integers(2, 6)), data.draw(st.integers(2, 6)),
+                  data.draw(st.integers(1, 3)))
+    inp = npcnn.Input((h, w, c))
+    stem_in = npcnn.Input((h, w, c))
+    stem_out = L.Conv2D(c, 3, padding="same", activation="tanh", name="stem_conv")(stem_in)
+    if data.draw(st.booleans(), label="nested stem"):
+        stem = npcnn.Model(stem_in, stem_out, name="stem")(inp)
+    else:
+        stem = L.Conv2D(c, 3, padding="same", activation="tanh", name="stem_conv")(inp)
+    a, b = draw_branch(data, stem, "a"), draw_branch(data, stem, "b")
+    merge = data.draw(st.sampled_from(["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
+                                       "Concatenate"]), label="merge")
+    joined = getattr(L, merge)(name="merge")([a, b])
+    expected = (None, h, w, 2 * c if merge == "Concatenate" else c)
+    out = L.Multiply(name="square")([joined, joined]) if data.draw(st.booleans(), label="reuse") else joined
+    model = npcnn.Model(inp, out)
+    tensors = [("merge", joined, expected), (model.layer_keys()[-1], out, expected)]
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16), label="seed"))
+    check_shapes_and_gradients(model, tensors, rng.normal(size=(n, h, w, c)), rng)
