@@ -31,9 +31,12 @@ def conv_length(n, k, s, d, padding):
     return math.ceil(n / s) if padding == "same" else (n - (k - 1) * d - 1) // s + 1
 
 
-def transpose_length(n, k, s, padding):
-    """Keras Conv2DTranspose without output_padding: 'same' -> n s; 'valid' -> n s + max(k - s, 0)."""
-    return n * s if padding == "same" else n * s + max(k - s, 0)
+def transpose_length(n, k, s, padding, output_padding=None):
+    """Keras Conv2DTranspose: without output_padding 'same' -> n s, 'valid' -> n s + max(k - s, 0);
+    with it: (n - 1) s + k - 2 pad + output_padding, pad = k // 2 ('same') or 0."""
+    if output_padding is None:
+        return n * s if padding == "same" else n * s + max(k - s, 0)
+    return (n - 1) * s + k - 2 * (k // 2 if padding == "same" else 0) + output_padding
 
 
 # --------------------------------------------------------------------------- drawing layers
@@ -41,7 +44,7 @@ def draw_spatial_layer(data, shape, name):
     """One random layer for an (N, H, W, C) input with its expected output shape (None if invalid)."""
     _, h, w, c = shape
     kind = data.draw(st.sampled_from(["conv", "conv", "depthwise", "separable", "transpose", "maxpool", "avgpool",
-                                      "bn", "act", "pad", "crop", "up"]), label="kind")
+                                      "bn", "ln", "act", "prelu", "dense", "pad", "crop", "up"]), label="kind")
     k = data.draw(st.integers(1, 4), label="kernel")
     s = data.draw(st.integers(1, 3), label="stride")
     d = 1 if s > 1 else data.draw(st.integers(1, 2), label="dilation")  # Keras: no stride with dilation
@@ -65,8 +68,9 @@ def draw_spatial_layer(data, shape, name):
         out = (conv_length(h, k, s, d, pad), conv_length(w, k, s, d, pad), cout)
     elif kind == "transpose":
         f = data.draw(st.integers(1, 3), label="filters")
-        layer = L.Conv2DTranspose(f, k, strides=s, padding=pad, activation=act, name=name)
-        out = (transpose_length(h, k, s, pad), transpose_length(w, k, s, pad), f)
+        op = data.draw(st.sampled_from([None] + list(range(s))), label="output_padding")  # Keras: < stride
+        layer = L.Conv2DTranspose(f, k, strides=s, padding=pad, output_padding=op, activation=act, name=name)
+        out = (transpose_length(h, k, s, pad, op), transpose_length(w, k, s, pad, op), f)
     elif kind in ("maxpool", "avgpool"):
         cls = L.MaxPooling2D if kind == "maxpool" else L.AveragePooling2D
         layer = cls(k, strides=s, padding=pad, name=name)
@@ -74,8 +78,15 @@ def draw_spatial_layer(data, shape, name):
     elif kind == "bn":
         layer, out = L.BatchNormalization(center=data.draw(st.booleans()), scale=data.draw(st.booleans()),
                                           name=name), (h, w, c)
+    elif kind == "ln":
+        layer, out = L.LayerNormalization(axis=data.draw(st.sampled_from([-1, [1, 2], [1, 2, 3]])), name=name), (h, w, c)
     elif kind == "act":
         layer, out = L.Activation(act, name=name), (h, w, c)
+    elif kind == "prelu":  # alpha random; inputs at a kink (0) have probability zero
+        layer, out = L.PReLU(shared_axes=data.draw(st.sampled_from([None, [1, 2], [3]])), name=name), (h, w, c)
+    elif kind == "dense":  # Dense on the channel axis of a rank-4 tensor
+        units = data.draw(st.integers(1, 4), label="units")
+        layer, out = L.Dense(units, activation=act, name=name), (h, w, units)
     elif kind in ("pad", "crop"):
         t, b, l, r = (data.draw(st.integers(0, 2), label="pad/crop") for _ in range(4))
         sign = 1 if kind == "pad" else -1
