@@ -316,10 +316,21 @@ def test_rules_leave_smooth_activations_alone(rng):
 
 
 # --------------------------------------------------------------------------- precision
-def test_float32_close_to_float64(rng):
-    model = branchy_model()
-    randomize_weights(model.named_weights(), rng, scale=0.5)
-    x = rng.normal(size=(2, 7, 6, 3)).astype(np.float32)
+def wide_model():
+    """Two wide 3x3 convolutions (the conv core's fast path for many channels), pooling and a head."""
+    x = npcnn.Input((8, 7, 3))
+    h = L.Conv2D(128, 3, padding="same", activation="relu", name="wide1")(x)
+    h = L.Conv2D(128, 3, padding="same", activation="relu", name="wide2")(h)
+    h = L.MaxPooling2D(2, name="pool")(h)
+    return npcnn.Model(x, L.Dense(3, name="head")(L.GlobalAveragePooling2D(name="gap")(h)), name="wide")
+
+
+@pytest.mark.parametrize("make,shape,scale", [(branchy_model, (2, 7, 6, 3), 0.5), (wide_model, (2, 8, 7, 3), 0.1)],
+                         ids=["branchy", "wide"])
+def test_float32_close_to_float64(make, shape, scale, rng):
+    model = make()
+    randomize_weights(model.named_weights(), rng, scale=scale)
+    x = rng.normal(size=shape).astype(np.float32)
     y32, g32 = model.predict(x), model.input_gradient(x)
     p32 = model.param_gradients(x)
     assert y32.dtype == np.float32 and g32.dtype == np.float32
