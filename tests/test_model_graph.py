@@ -12,11 +12,7 @@ import pytest
 
 import npcnn
 from npcnn import layers as L
-from conftest import check_gradient, randomize_weights, rel_error
-
-
-def _list(v):
-    return list(v) if isinstance(v, (list, tuple)) else [v]
+from conftest import check_gradient, check_model_gradients, randomize_weights, rel_error
 
 
 def prepared(model, rng):
@@ -30,27 +26,6 @@ def trainable_keys(model):
     """The names param_gradients must return: every weight but the non-trainable statistics."""
     return sorted(k for k in model.named_weights()
                   if k.rsplit("/", 1)[1] not in ("moving_mean", "moving_variance", "mean", "variance", "count"))
-
-
-def check_model(model, xs, rng, n_coords=25):
-    """FD-check input_gradient and every entry of param_gradients of sum(cot * predict(xs))."""
-    outs = _list(model.predict(xs if len(xs) > 1 else xs[0]))
-    cots = [rng.normal(size=o.shape) for o in outs]
-    arg, cot = xs if len(xs) > 1 else xs[0], cots if len(cots) > 1 else cots[0]
-
-    def f():
-        return sum(float((c * o).sum()) for c, o in zip(cots, _list(model.predict(arg))))
-
-    grads = _list(model.input_gradient(arg, cotangent=cot))
-    assert len(grads) == len(xs)
-    for i, (x, g) in enumerate(zip(xs, grads)):
-        check_gradient(f, x, g, rng, n_coords, what=f"{model.name} input {i}")
-    pgrads = model.param_gradients(arg, cotangent=cot)
-    assert sorted(pgrads) == trainable_keys(model)
-    weights = model.named_weights()
-    for key, g in pgrads.items():
-        check_gradient(f, weights[key], g, rng, n_coords, what=key)
-    return f
 
 
 # --------------------------------------------------------------------------- the graphs
@@ -122,7 +97,8 @@ GRAPHS = {"branchy": (branchy_model, [(2, 7, 6, 3)]), "nested_functional": (nest
 def test_graph_gradients_match_finite_differences(name, rng):
     make, shapes = GRAPHS[name]
     model = prepared(make(), rng)
-    check_model(model, [rng.normal(size=s) for s in shapes], rng)
+    pgrads = check_model_gradients(model, [rng.normal(size=s) for s in shapes], rng)
+    assert sorted(pgrads) == trainable_keys(model)
 
 
 def test_shared_weights_accumulate_over_calls(rng):

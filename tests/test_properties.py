@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import npcnn
 from npcnn import layers as L
-from conftest import check_gradient, randomize_weights
+from conftest import check_model_gradients, randomize_weights
 
 # deterministic in CI (reproducible failures); exploring new examples on a developer's machine
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=bool(os.environ.get("CI")),
@@ -126,16 +126,7 @@ def check_shapes_and_gradients(model, tensors, x, rng):
     acts = model.activations(x)
     for key, _, expected in tensors:
         assert acts[key].shape == (x.shape[0], *expected[1:]), f"{key}: forward {acts[key].shape}, expected {expected}"
-    out = model.predict(x)
-    cot = rng.normal(size=out.shape)
-
-    def f():
-        return float((cot * model.predict(x)).sum())
-
-    check_gradient(f, x, model.input_gradient(x, cotangent=cot), rng, 12, what="input")
-    weights = model.named_weights()
-    for key, g in model.param_gradients(x, cotangent=cot).items():
-        check_gradient(f, weights[key], g, rng, 6, what=key)
+    check_model_gradients(model, [x], rng, n_coords=12, n_param_coords=6)
 
 
 @SETTINGS
