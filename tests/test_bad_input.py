@@ -240,3 +240,16 @@ def test_a_shared_layer_must_fit_its_weights():
     assert conv(npcnn.Input((None, None, 3))).shape == (None, None, None, 2)  # any size, same channels
     with pytest.raises(InputError, match=r"'kernel' has shape \(3, 3, 3, 2\), the input needs \(3, 3, 4, 2\)"):
         conv(npcnn.Input((5, 5, 4)))
+
+
+def test_conv_transpose_geometries_keras_cannot_run():
+    """output_padding must be below the stride, and with 'same' must give an output whose 'same' convolution
+    has the input's size (TensorFlow aborts otherwise); both refused with the layer named."""
+    with pytest.raises(InputError, match=r"'up' \(Conv2DTranspose\): output_padding \(2, 2\) must be smaller than "
+                                         r"the strides \(2, 2\)"):
+        L.Conv2DTranspose(1, 3, strides=2, output_padding=2, name="up")
+    with pytest.raises(InputError, match=r"'up2' \(Conv2DTranspose\): kernel 2, stride 2, 'same' and output_padding 0 "
+                                         r"give 4 rows from 3"):
+        L.Conv2DTranspose(1, 2, strides=2, padding="same", output_padding=0, name="up2")(npcnn.Input((3, 3, 1)))
+    ok = L.Conv2DTranspose(1, 2, strides=2, padding="same", output_padding=1, name="up3")(npcnn.Input((3, 3, 1)))
+    assert ok.shape == (None, 5, 5, 1)  # as Keras

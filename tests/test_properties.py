@@ -11,6 +11,7 @@ import math
 import os
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +24,7 @@ SETTINGS = settings(max_examples=25, deadline=None, derandomize=bool(os.environ.
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SMOOTH = ["linear", "tanh", "sigmoid", "swish", "softplus", "gelu", "mish", "softsign"]  # no kinks for FD
 MAX_SIZE = 14
+REFUSED = "refused"  # a drawn layer Keras cannot run on its input: npcnn must raise InputError while wiring
 
 
 # --------------------------------------------------------------------------- reference shape formulas
@@ -71,6 +73,8 @@ def draw_spatial_layer(data, shape, name):
         op = data.draw(st.sampled_from([None] + list(range(s))), label="output_padding")  # Keras: < stride
         layer = L.Conv2DTranspose(f, k, strides=s, padding=pad, output_padding=op, activation=act, name=name)
         out = (transpose_length(h, k, s, pad, op), transpose_length(w, k, s, pad, op), f)
+        if pad == "same" and op is not None and (math.ceil(out[0] / s), math.ceil(out[1] / s)) != (h, w):
+            return layer, REFUSED  # TensorFlow cannot run this geometry: Keras fails, npcnn must refuse it
     elif kind in ("maxpool", "avgpool"):
         cls = L.MaxPooling2D if kind == "maxpool" else L.AveragePooling2D
         layer = cls(k, strides=s, padding=pad, name=name)
@@ -139,6 +143,10 @@ def test_random_2d_stacks(data):
     t, tensors = inp, []
     for i in range(data.draw(st.integers(1, 4), label="depth")):
         layer, out_shape = draw_spatial_layer(data, t.shape, f"l{i}")
+        if out_shape == REFUSED:
+            with pytest.raises(npcnn.InputError, match=f"layer 'l{i}'"):
+                layer(t)
+            continue
         if layer is None:  # would empty the map or grow it too much: skip
             continue
         t = layer(t)

@@ -279,6 +279,9 @@ class Conv2DTranspose(_ConvBase):
     def __init__(self, filters=None, kernel_size=3, strides=1, padding="valid", output_padding=None, **kwargs):
         super().__init__(filters, kernel_size, strides, padding, **kwargs)
         self.output_padding = None if output_padding is None else core.pair(output_padding, "output_padding")
+        if self.output_padding is not None and any(p >= s for p, s in zip(self.output_padding, self.strides)):
+            raise InputError(f"layer {self.name!r} (Conv2DTranspose): output_padding {self.output_padding} must be "
+                             f"smaller than the strides {self.strides}")
 
     def config_keys(self):
         return super().config_keys()[:-4] + ("output_padding", "dilation_rate", "activation", "use_bias")
@@ -297,7 +300,12 @@ class Conv2DTranspose(_ConvBase):
         if self.output_padding is None:
             return size * s if self.padding == "same" else size * s + max(eff - s, 0)
         pad = eff // 2 if self.padding == "same" else 0
-        return (size - 1) * s + eff - 2 * pad + self.output_padding[axis]
+        out = (size - 1) * s + eff - 2 * pad + self.output_padding[axis]
+        if self.padding == "same" and -(-out // s) != size:  # TensorFlow refuses this geometry too
+            raise InputError(f"layer {self.name!r} (Conv2DTranspose): kernel {k}, stride {s}, 'same' and "
+                             f"output_padding {self.output_padding[axis]} give {out} rows from {size}, but a 'same' "
+                             f"convolution of {out} rows has {-(-out // s)}: choose another output_padding")
+        return out
 
     def output_shape(self, input_shape):
         check_rank(self, input_shape, (4,))
