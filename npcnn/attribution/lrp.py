@@ -72,7 +72,7 @@ class _Affine(Layer):
         return dout * self.params["kernel"], {}
 
 
-def _bn_affine(bn, dtype):
+def _bn_affine(bn):
     """(scale, shift) of a BatchNormalization at inference: y = x * scale + shift over the last axis."""
     if bn.axis not in (-1, 3) and bn.axis != [-1]:
         raise UnsupportedError(f"LRP folds BatchNormalization over the channel axis only; layer {bn.name!r} "
@@ -80,22 +80,23 @@ def _bn_affine(bn, dtype):
     p = bn.params
     scale = p.get("gamma", 1.0) / np.sqrt(p["moving_variance"] + bn.epsilon)
     shift = p.get("beta", 0.0) - p["moving_mean"] * scale
-    return np.asarray(scale, dtype), np.asarray(shift, dtype)
+    return np.asarray(scale, np.float64), np.asarray(shift, np.float64)
 
 
-def _parts(layer, dtype):
-    """A linear layer as a chain of single-kernel linear maps (first applied first)."""
+def _linear_map(layer):
+    """A linear layer as one layer with a single kernel (and maybe a bias) whose forward is z = W x + b."""
     if isinstance(layer, normalization.BatchNormalization):
-        return [_Affine(*_bn_affine(layer, dtype))]
+        return _Affine(*_bn_affine(layer))
     if isinstance(layer, conv.SeparableConv2D):
-        depth = conv.DepthwiseConv2D(layer.kernel_size, layer.strides, layer.padding, layer.depth_multiplier,
-                                     dilation_rate=layer.dilation_rate, use_bias=False, name="lrp_depthwise")
-        depth.params = {"depthwise_kernel": layer.params["depthwise_kernel"]}
-        point = conv.Conv2D(layer.filters, 1, use_bias=layer.use_bias, name="lrp_pointwise")
-        point.params = {"kernel": layer.params["pointwise_kernel"],
-                        **({"bias": layer.params["bias"]} if layer.use_bias else {})}
-        return [depth, point]
-    return [layer]
+        # depthwise then 1x1 is one convolution with kernel K[a, b, c, f] = sum_j D[a, b, c, j] P[c*m + j, f];
+        # the rules (w+, w-, w²) must see that kernel, the layer's real linear map
+        d, p = layer.params["depthwise_kernel"], layer.params["pointwise_kernel"][0, 0]
+        single = conv.Conv2D(layer.filters, layer.kernel_size, layer.strides, layer.padding,
+                             dilation_rate=layer.dilation_rate, use_bias=layer.use_bias, name="lrp_separable")
+        single.params = {"kernel": np.einsum("abcj,cjf->abcf", d, p.reshape(d.shape[2], d.shape[3], -1)),
+                         **({"bias": layer.params["bias"]} if layer.use_bias else {})}
+        return single
+    return layer
 
 
 def _fold(part, scale, shift):
@@ -110,7 +111,7 @@ def _fold(part, scale, shift):
     else:
         s = scale
     bias = part.params.get("bias", 0)
-    folded.params = {name: w * s, "bias": np.asarray((bias * scale + shift), w.dtype)}
+    folded.params = {name: w * s, "bias": bias * scale + shift}
     folded.use_bias = True
     return folded
 
@@ -231,24 +232,17 @@ def _lrp_batch(model, x, target, rule, eps, alpha, beta, bounds):
         args = [tr.values[t] for t in step.inputs]
         ins = list(step.inputs)
         if isinstance(layer, LINEAR):
-            parts = _parts(layer, model.dtype)
+            part, key, kind = _linear_map(layer), step.key, layer
             if isinstance(layer, normalization.BatchNormalization) and ins[0] in model._producer:
                 j = model._producer[ins[0]]
                 prev = model._steps[j].layer
                 if (isinstance(prev, LINEAR) and not isinstance(prev, normalization.BatchNormalization)
                         and prev.activation.name == "linear" and _single_consumer(model, ins[0])):
-                    parts = _parts(prev, model.dtype)
-                    parts[-1] = _fold(parts[-1], *_bn_affine(layer, model.dtype))
+                    part, key, kind = _fold(_linear_map(prev), *_bn_affine(layer)), model._steps[j].key, prev
                     ins = list(model._steps[j].inputs)
                     args = [tr.values[t] for t in ins]
-            # inputs of every part, then relevance backwards through the chain
-            acts = [args[0]]
-            for p in parts[:-1]:
-                acts.append(p.forward(acts[-1])[0])
-            for n, (p, a) in enumerate(zip(reversed(parts), reversed(acts))):
-                first = n == len(parts) - 1
-                name = _rule_for(rule, step.key, layer, first and ins[0] in inputs)
-                r = _linear_rule(p, a, r, name, eps, alpha, beta, bounds)
+            name = _rule_for(rule, key, kind, ins[0] in inputs)
+            r = _linear_rule(part, args[0], r, name, eps, alpha, beta, bounds)
             contributions = [r]
         elif isinstance(layer, PASS):
             contributions = [r]

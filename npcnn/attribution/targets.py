@@ -88,4 +88,6 @@ def without_softmax(model):
         linear.set_activation("linear")
         ins = out.node.inputs
         logits = linear(ins if layer.multi_input else ins[0])
-    return Model(model.inputs, logits, name=f"{model.name}_logits")
+    result = Model(model.inputs, logits, name=f"{model.name}_logits")
+    result.dtype = model.dtype  # the layers are shared, so their weights already have this dtype
+    return result
