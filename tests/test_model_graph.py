@@ -371,3 +371,22 @@ def test_gradient_of_several_keys_at_once(rng):
     g_in = tr.gradient(of=["branch_a", "branch_c"], cotangent=cots)
     parts = [tr.input_gradient(layer=k, cotangent=c) for k, c in zip(("branch_a", "branch_c"), cots)]
     assert rel_error(g_in, parts[0] + parts[1]) < 1e-12
+
+
+def test_gradient_edge_cases(rng):
+    """wrt == of gives the cotangent; a key downstream of `of` gets zeros; an input key works as `of`/`wrt`;
+    a model output listed twice counts twice; an identity model passes the cotangent through."""
+    x = npcnn.Input((4,), name="x")
+    out = L.Dense(2, name="o")(L.Dense(3, activation="tanh", name="h")(x))
+    model = prepared(npcnn.Model(x, out), rng)
+    xv, c = rng.normal(size=(2, 4)), rng.normal(size=(2, 3))
+    tr = model.trace(xv)
+    assert rel_error(tr.gradient(of="h", cotangent=c, wrt="h"), c) == 0.0
+    assert np.abs(tr.gradient(of="h", cotangent=c, wrt="o")).max() == 0.0
+    assert rel_error(tr.gradient(of="x", cotangent=2 * xv, wrt="x"), 2 * xv) == 0.0
+    assert rel_error(model.input_gradient(xv, layer="x", cotangent=2 * xv), 2 * xv) == 0.0
+    g = model.input_gradient(xv)
+    assert rel_error(tr.gradient(cotangent=np.ones((2, 2)), wrt="x"), g) < 1e-12
+    twice = npcnn.Model(x, [out, out]).astype("float64")
+    assert rel_error(twice.input_gradient(xv), 2 * g) < 1e-12
+    assert rel_error(npcnn.Model(x, x).astype("float64").input_gradient(xv, cotangent=3 * xv), 3 * xv) == 0.0
