@@ -210,6 +210,9 @@ class Model(Layer):
             out.append(check_input(arr, t.shape, f"model {self.name!r} input {t.node.layer.name!r}", self.dtype))
         if len({a.shape[0] for a in out}) > 1:
             raise InputError(f"model {self.name!r}: inputs have different batch sizes {[a.shape[0] for a in out]}")
+        if out[0].shape[0] == 0:  # as Keras: nothing to compute (and no gradient of an empty batch)
+            raise InputError(f"model {self.name!r}: the batch is empty (input shape {out[0].shape}); "
+                             "pass at least one sample")
         return out
 
     # ------------------------------------------------------------------ forward

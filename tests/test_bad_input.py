@@ -253,3 +253,9 @@ def test_conv_transpose_geometries_keras_cannot_run():
         L.Conv2DTranspose(1, 2, strides=2, padding="same", output_padding=0, name="up2")(npcnn.Input((3, 3, 1)))
     ok = L.Conv2DTranspose(1, 2, strides=2, padding="same", output_padding=1, name="up3")(npcnn.Input((3, 3, 1)))
     assert ok.shape == (None, 5, 5, 1)  # as Keras
+
+
+def test_empty_batch_is_refused(net):
+    for call in (net.predict, net.input_gradient, net.param_gradients, net.activations):
+        with pytest.raises(InputError, match=r"model 'net': the batch is empty \(input shape \(0, 8, 8, 3\)\)"):
+            call(np.zeros((0, 8, 8, 3)))

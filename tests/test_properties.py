@@ -9,6 +9,7 @@ channels and input sizes, kept valid):
 """
 import math
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -243,3 +244,58 @@ def test_random_branching_graphs(data):
     tensors = [("merge", joined, expected), (model.layer_keys()[-1], out, expected)]
     rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16), label="seed"))
     check_shapes_and_gradients(model, tensors, rng.normal(size=(n, h, w, c)), rng)
+
+
+FUZZ_MODEL = []
+
+
+def fuzz_model():
+    """(N, any, any, 3) -> conv 3x3 'same' -> conv 2x2 'valid' -> global pool -> dense 2 (built once)."""
+    if not FUZZ_MODEL:
+        x = npcnn.Input((None, None, 3), name="img")
+        h = L.Conv2D(4, 3, padding="same", activation="relu", name="c1")(x)
+        h = L.Conv2D(4, 2, name="c2")(h)
+        FUZZ_MODEL.append(npcnn.Model(x, L.Dense(2, name="d")(L.GlobalMaxPooling2D(name="g")(h)), name="fuzz"))
+    return FUZZ_MODEL[0]
+
+
+SHAPES = st.one_of(st.tuples(st.integers(0, 3), st.integers(0, 6), st.integers(0, 6), st.sampled_from([3, 3, 1, 4])),
+                   st.lists(st.integers(0, 5), min_size=0, max_size=5))  # near-valid images, and anything
+ARRAYS = st.tuples(SHAPES,
+                   st.sampled_from(["float32", "float64", "float16", "int8", "uint8", "int64", "bool", "complex64",
+                                    "object", "U1"]),
+                   st.sampled_from([None, np.nan, np.inf, -np.inf]))
+
+
+def make_array(spec):
+    shape, dtype, special = spec
+    arr = np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape) % 5
+    if special is not None and arr.size:
+        arr.flat[arr.size // 2] = special
+    return arr.astype(dtype) if dtype not in ("object", "U1") else arr.astype(dtype)
+
+
+@SETTINGS
+@given(spec=ARRAYS, cot=st.one_of(st.none(), ARRAYS), call=st.sampled_from(["predict", "input_gradient",
+                                                                            "param_gradients", "activations"]))
+def test_any_input_runs_or_raises_input_error(spec, cot, call):
+    """Arrays of any rank, size (including 0) and dtype, with NaN/inf, and cotangents of any shape: the
+    model either answers with finite numbers of the right shape or raises npcnn's InputError."""
+    model = fuzz_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a silent complex->real cast or similar would show up here
+        try:
+            x = make_array(spec)
+            kwargs = {} if call in ("predict", "activations") or cot is None else {"cotangent": make_array(cot)}
+        except (ValueError, TypeError, OverflowError, RuntimeWarning):  # numpy itself cannot build it
+            return
+        try:
+            result = getattr(model, call)(x, **kwargs)
+        except npcnn.InputError as e:
+            assert str(e)  # a message, naming what was wrong
+            return
+    values = result.values() if isinstance(result, dict) else [result]
+    for v in values:
+        assert np.isfinite(v).all()
+    if call == "input_gradient":
+        assert result.shape == x.shape
