@@ -65,10 +65,16 @@ def overlay_on(ax, image, heatmap, alpha=0.5, cmap=None, title="", colorbar=True
     if title:
         ax.set_title(title, fontsize=10)
     if colorbar:
-        bar = ax.figure.colorbar(shown, ax=ax, fraction=0.046, pad=0.03)
-        bar.set_label(label, fontsize=8)
-        bar.ax.tick_params(labelsize=7)
+        _colorbar(ax, shown, label)
     return shown
+
+
+def _colorbar(ax, shown, label):
+    """An opaque colorbar for ``shown`` (an AxesImage), even when the image itself is drawn translucent."""
+    from matplotlib.cm import ScalarMappable
+    bar = ax.figure.colorbar(ScalarMappable(norm=shown.norm, cmap=shown.cmap), ax=ax, fraction=0.046, pad=0.03)
+    bar.set_label(label, fontsize=8)
+    bar.ax.tick_params(labelsize=7)
 
 
 def plot_overlay(image, heatmap, alpha=0.5, cmap=None, title="", colorbar=True, input_range=None, percentile=99.5,
@@ -92,7 +98,11 @@ def plot_attributions(image, maps, alpha=0.5, title="", input_range=None, percen
     rows = -(-n // cols)
     fig, axes = _figure(rows, cols, (cols * (panel_size + 0.7), rows * panel_size + (0.4 if title else 0)))
     axes = axes.ravel()
-    axes[0].imshow(_gray_or_rgb(image, input_range), cmap="gray", vmin=0, vmax=1)
+    img = np.asarray(image, np.float64)
+    lo, hi = input_range if input_range is not None else (img.min(), img.max())
+    shown = axes[0].imshow(img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else _gray_or_rgb(img, (lo, hi)),
+                           cmap="gray", vmin=lo, vmax=hi)
+    _colorbar(axes[0], shown, "")
     axes[0].set_title("input", fontsize=10)
     axes[0].set_xticks([])
     axes[0].set_yticks([])
