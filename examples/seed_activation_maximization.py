@@ -28,7 +28,7 @@ RANGE = (-1.0, 1.0)  # fer's input: (x / 255 - 0.5) * 2
 def run(model, objective, steps, **kw):
     options = dict(input_range=RANGE, seed=0, **kw)
     start = F.objective_value(model, objective, F.maximize(model, objective, steps=0, progress=False, **options))
-    image = F.maximize(model, objective, steps=steps, **options)
+    image = F.maximize(model, objective, steps=steps, progress=False, **options)
     end = F.objective_value(model, objective, image)
     print(f"{objective!r}: start {np.round(start, 2)} -> end {np.round(end, 2)}")
     return image, start, end
@@ -43,8 +43,13 @@ def main(out="seed_figures", steps="128"):
         ("am_activation_1.png", F.channel("activation_1", list(range(8))), dict(transforms=None), "ch"),
         ("am_activation_4.png", F.channel("activation_4", list(range(16))), {}, "ch"),
         ("am_activation_6.png", F.channel("activation_6", list(range(16))), dict(param="fourier"), "ch"),
-        ("am_classes.png", F.class_logit(list(range(7))), dict(param="fourier", octaves=3,
-                                                              regularizers=[F.tv(0.5)]), "class"),
+        # Lucid style: 1/f Fourier basis, octaves, pixel penalties
+        ("am_classes.png", F.class_logit(list(range(7))),
+         dict(param="fourier", octaves=3, regularizers=[F.l2(20.0), F.tv(20.0)]), "class"),
+        # Graetz style: pixels, optimise small, upscale by 1.3, blur, continue
+        ("am_classes_graetz.png", F.class_logit(list(range(7))),
+         dict(param="pixel", octaves=4, octave_scale=1.3, regularizers=[F.l2(20.0), F.blur_every(4, 0.7)]),
+         "class"),
     ]
     for name, objective, kw, kind in jobs:
         image, start, end = run(model, objective, steps, **kw)

@@ -125,8 +125,8 @@ def _merge(kept, batch, k, x, rf, want_patches):
     """Keep the k best of (kept, batch) per channel; crop patches only for the batch's winners."""
     c, b = batch["values"].shape
     hw = x.shape[1:3]
-    batch["boxes"] = np.array([[window(rf, p, hw) if rf else (0, hw[0], 0, hw[1]) for p in row]
-                               for row in batch["positions"]]).reshape(c, b, 4)
+    full = np.array([0, hw[0], 0, hw[1]])
+    batch["boxes"] = window(rf, batch["positions"], hw) if rf else np.broadcast_to(full, (c, b, 4))
     if kept is None:
         kept = {key: v[:, :0] for key, v in batch.items()}
         if want_patches:

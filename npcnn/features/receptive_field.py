@@ -12,6 +12,8 @@ Per spatial axis, a unit of a layer sees an input window described by three numb
 """
 from collections import namedtuple
 
+import numpy as np
+
 from .. import conv as core
 from ..errors import InputError, UnsupportedError
 from ..layers.conv import Conv2DTranspose, _ConvBase
@@ -119,11 +121,14 @@ def window(rf, position, image_hw):
 
     A window larger than the image is the whole image; one hanging over a border keeps its size
     and slides inside (so every patch of a layer has the same size ``min(size, image size)``).
+    position may also be an int array (..., 2): the boxes are then an array (..., 4).
     """
+    pos = np.asarray(position)
     box = []
-    for centre, jump, size, p, n in zip(rf.offset, rf.stride, rf.size, position, image_hw):
+    for axis, (centre, jump, size, n) in enumerate(zip(rf.offset, rf.stride, rf.size, image_hw)):
         length = int(min(round(size), n))
-        lo = int(round(centre + p * jump - (length - 1) / 2))
-        lo = min(max(lo, 0), n - length)
+        lo = np.rint(centre + pos[..., axis] * jump - (length - 1) / 2).astype(int)
+        lo = np.clip(lo, 0, n - length)
         box += [lo, lo + length]
-    return tuple(box)
+    out = np.stack(box, axis=-1)
+    return tuple(int(v) for v in out) if out.ndim == 1 else out
