@@ -229,3 +229,15 @@ def test_top_k_images_from_a_folder(tmp_path, rng):
     acts = m.activations(imgs / 255.0, "max_pooling2d")["max_pooling2d"]
     idx, _ = brute_force_top_k(acts, 3)
     np.testing.assert_array_equal(top.indices, idx)
+
+
+def test_progress_bars_can_be_silenced(rng, capsys):
+    m = small_cnn()
+    x = rng.normal(size=(5, 24, 24, 3)).astype("float32")
+    F.top_k_images(m, x, "conv2d", k=2, batch_size=2, progress=True)
+    F.maximize(m, F.channel("conv2d", 1), steps=2, progress=True)
+    err = capsys.readouterr().err
+    assert "top-2 conv2d" in err and "maximize channel('conv2d', 1)" in err
+    F.top_k_images(m, x, "conv2d", k=2, batch_size=2, progress=False)
+    F.maximize(m, F.channel("conv2d", 1), steps=2, progress=False)
+    assert capsys.readouterr().err == ""
