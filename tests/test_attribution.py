@@ -393,6 +393,22 @@ def test_lrp_rules_by_hand_on_one_dense_layer():
         np.testing.assert_allclose(A.lrp(model, x, 1, epsilon=eps, **kw)[0], expect, rtol=1e-10, err_msg=rule)
 
 
+def test_lrp_generic_layers_conserve():
+    """Transposed convolution (linear), LayerNormalization (passed through), Maximum (winner takes all),
+    Multiply (all to the feature map, none to the gate) on a bias-free net: LRP-0 conserves exactly."""
+    npcnn.set_seed(0)
+    inp = npcnn.Input((4, 4, 1))
+    h = L.Conv2DTranspose(2, 3, use_bias=False, activation="relu")(inp)
+    gate = L.Dense(2, use_bias=False, activation="sigmoid")(L.GlobalAveragePooling2D(keepdims=True)(h))
+    h = L.Multiply()([h, gate])
+    h = L.Maximum()([h, L.Conv2D(2, 1, use_bias=False)(h)])
+    out = L.Dense(2, use_bias=False)(L.Flatten()(L.LayerNormalization(center=False, scale=False)(h)))
+    model = npcnn.Model(inp, out).astype("float64")
+    x = np.random.default_rng(0).uniform(0, 1, (2, 4, 4, 1))
+    r, err = A.lrp(model, x, 0, rule="0", return_error=True)
+    assert np.abs(err).max() < 1e-10 and np.abs(r).max() > 0
+
+
 def test_lrp_errors():
     model = _relu_graph()
     x = np.zeros((1, 12, 12, 2))
@@ -400,16 +416,17 @@ def test_lrp_errors():
         A.lrp(model, x, 0, rule="z_b")
     with pytest.raises(InputError, match="unknown LRP rule"):
         A.lrp(model, x, 0, rule="gamma")
-    npcnn.set_seed(0)
-    inp = npcnn.Input((4, 4, 1))
-    out = L.Dense(2)(L.Flatten()(L.LayerNormalization()(L.Conv2DTranspose(2, 3)(inp))))
-    A.lrp(npcnn.Model(inp, out), np.ones((1, 4, 4, 1)), 0)   # transposed conv and pass-through layers run
-    inp = npcnn.Input((4,))
-    weird = npcnn.Model(inp, L.Dense(2)(L.Reshape((2, 2))(inp)) if False else L.Maximum()([inp, inp]))
-    A.lrp(weird, np.ones((1, 4)), 0)
     with pytest.raises(UnsupportedError, match="input"):
         a, b = npcnn.Input((3,)), npcnn.Input((3,))
         A.lrp(npcnn.Model([a, b], L.Add()([a, b])), [np.ones((1, 3))] * 2, 0)
+
+    class Twice(L.Layer):
+        def forward(self, x, training=False):
+            return 2 * x, None
+
+    inp = npcnn.Input((3,))
+    with pytest.raises(UnsupportedError, match="twice.*Twice"):
+        A.lrp(npcnn.Model(inp, L.Dense(2)(Twice(name="twice")(inp))), np.ones((1, 3)), 0)
 
 
 # ------------------------------------------------------------------------------------------ metrics

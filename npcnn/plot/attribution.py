@@ -159,7 +159,7 @@ def plot_randomization(result, image=0, input_image=None, alpha=0.6, input_range
     ax.set_xticks(range(len(result.layers)))
     ax.set_xticklabels(result.layers, rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("Spearman rank corr.\nwith original |map|", fontsize=9)
-    ax.set_ylim(-0.2, 1.05)
+    ax.set_ylim(min(-0.2, float(np.min(result.similarity[:, image])) - 0.05), 1.05)
     ax.axhline(0, color="gray", lw=0.8)
     ax.grid(alpha=0.3)
     ax.set_title("cascading randomisation, top layer first", fontsize=10)
