@@ -8,6 +8,7 @@ Sections (each framework skipped with a note when it is not installed):
   cats     the cats-vs-dogs tutorial CNN at 150x150, forward and forward + input gradient
   apps     ResNet50 and MobileNetV2 forward (Keras applications saved to .keras, opened by npcnn.load_model)
   layers   GFLOP/s of every 3x3 conv of VGG16 (batch 1) against np.matmul on the same matrix sizes
+  profile  npcnn's VGG16 time per kind of layer, forward and input-gradient backward
   memory   peak resident memory of a 2048x2048 VGG16 convolutional base, forward + input gradient
   peer     numpy-ml's Conv2D (a pure-NumPy peer) per VGG16 layer, forward and backward, against npcnn
 
@@ -52,31 +53,24 @@ CATS_DOGS = [("conv", 16), ("pool",), ("drop",), ("conv", 32), ("pool",), ("conv
              ("flatten",), ("dense", 512, "relu"), ("dense", 1, "sigmoid")]
 
 
+def spec_layers(spec, lib):
+    """The spec's layers from one library's classes (``npcnn.layers`` or ``keras.layers``, same names):
+    3x3 'same' ReLU convs, 2x2 max pools, Dropout(0.2), Flatten, dense layers."""
+    makers = {"conv": lambda n: lib.Conv2D(n, 3, padding="same", activation="relu"),
+              "pool": lambda: lib.MaxPooling2D(2), "drop": lambda: lib.Dropout(0.2), "flatten": lambda: lib.Flatten(),
+              "dense": lambda n, act: lib.Dense(n, activation=act)}
+    return [makers[kind](*args) for kind, *args in spec]
+
+
 def npcnn_model(spec, hw, seed=0):
-    """npcnn.Sequential from a spec: 3x3 'same' ReLU convs, 2x2 max pools, Dropout(0.2), dense layers."""
     npcnn.set_seed(seed)
-    made = [L.InputLayer(input_shape=(*hw, 3))]
-    for item in spec:
-        kind = item[0]
-        made.append({"conv": lambda: L.Conv2D(item[1], 3, padding="same", activation="relu"),
-                     "pool": lambda: L.MaxPooling2D(2), "drop": lambda: L.Dropout(0.2),
-                     "flatten": lambda: L.Flatten(),
-                     "dense": lambda: L.Dense(item[1], activation=item[-1])}[kind]())
-    model = npcnn.Sequential(made)
+    model = npcnn.Sequential([L.InputLayer(input_shape=(*hw, 3))] + spec_layers(spec, L))
     model.predict(np.zeros((1, *hw, 3), np.float32))  # builds the weights
     return model
 
 
 def keras_model(keras, spec, hw):
-    KL = keras.layers
-    made = [keras.Input((*hw, 3))]
-    for item in spec:
-        kind = item[0]
-        made.append({"conv": lambda: KL.Conv2D(item[1], 3, padding="same", activation="relu"),
-                     "pool": lambda: KL.MaxPooling2D(2), "drop": lambda: KL.Dropout(0.2),
-                     "flatten": lambda: KL.Flatten(),
-                     "dense": lambda: KL.Dense(item[1], activation=item[-1])}[kind]())
-    return keras.Sequential(made)
+    return keras.Sequential([keras.Input((*hw, 3))] + spec_layers(spec, keras.layers))
 
 
 def torch_model(torch, spec, weights):
@@ -312,6 +306,35 @@ def section_layers(args, lines):
     lines += ["", "### Per-layer GFLOP/s, VGG16 3×3 convolutions, batch 1", f"({load()})", ""] + out
 
 
+def section_profile(args, lines):
+    """Where npcnn's time goes in VGG16 224² batch 1: each layer's forward (incl. its fused ReLU) and
+    input-gradient backward, timed one by one (medians), summed per kind of work."""
+    model = npcnn_model(VGG16_TOP, (224, 224))
+    x = np.random.default_rng(0).uniform(0, 1, (1, 224, 224, 3)).astype(np.float32)
+    fwd, bwd = collections.Counter(), collections.Counter()
+    h = x
+    for step in model._steps:
+        layer = step.layer
+        kind = type(layer).__name__
+        if kind == "Conv2D":
+            kind += " (Winograd)" if core.use_winograd(layer.params["kernel"].shape, layer.strides,
+                                                       layer.dilation_rate, layer.groups) else " (im2col)"
+        out, cache = layer.apply(h)
+        dy = np.ones_like(out)
+        med = timed({"f": lambda: layer.apply(h), "b": lambda: layer.apply_backward(dy, cache, need_params=False)},
+                    max(3, args.repeats // 2), pause=0.0)
+        fwd[kind] += med["f"]
+        bwd[kind] += med["b"]
+        h = out
+    out = ["| layer kind | forward ms | input-gradient backward ms |", "|---|---:|---:|"]
+    for k in fwd:
+        out.append(f"| {k} | {fwd[k] * 1e3:.1f} | {bwd[k] * 1e3:.1f} |")
+    out.append(f"| total | {sum(fwd.values()) * 1e3:.1f} | {sum(bwd.values()) * 1e3:.1f} |")
+    print("\n".join(out), f"({load()})", flush=True)
+    lines += ["", "### Where npcnn's time goes: VGG16 224² batch 1, layer by layer (fused ReLU included)",
+              f"({load()})", ""] + out
+
+
 def memory_child(size, budget_scale):
     """Run in a subprocess: VGG16's conv base on one size x size image, forward + input gradient."""
     core.MEMORY_BUDGET = int(core.MEMORY_BUDGET * budget_scale)
@@ -436,7 +459,7 @@ def machine():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default="vgg,cats,apps,layers,memory,peer")
+    ap.add_argument("--only", default="vgg,cats,apps,layers,profile,memory,peer")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--memory-size", type=int, default=2048)
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
@@ -461,6 +484,8 @@ def main():
         section_apps(args, tf, rows, lines)
     if "layers" in args.only:
         section_layers(args, lines)
+    if "profile" in args.only:
+        section_profile(args, lines)
     if "peer" in args.only:
         section_peer(args, lines)
     if "memory" in args.only:

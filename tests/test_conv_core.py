@@ -312,3 +312,15 @@ def test_lean_input_gradient_is_the_finite_difference_gradient(rng):
     cot = rng.standard_normal((1, 2))
     g = model.input_gradient(x, cotangent=cot)
     check_gradient(lambda: float(np.vdot(model.predict(x), cot)), x, g, rng, n_coords=30, what="dx (lean trace)")
+
+
+def test_relu_derivative_keeps_the_gradient_dtype(rng):
+    """Engine fix: the plain ReLU derivative is a boolean mask, so dy * mask stays float32 (it used to
+    build float64 temporaries twice the size of the activation)."""
+    from npcnn.activations import ACTIVATIONS, relu_derivative
+    z = rng.standard_normal((4, 5)).astype(np.float32)
+    dy = rng.standard_normal((4, 5)).astype(np.float32)
+    dz = ACTIVATIONS["relu"].backward(dy, z)
+    assert dz.dtype == np.float32
+    np.testing.assert_array_equal(dz, np.where(z > 0, dy, 0))
+    np.testing.assert_array_equal(relu_derivative(z, negative_slope=0.1), np.where(z > 0, 1, 0.1).astype(np.float32))
