@@ -115,3 +115,26 @@ def test_save_needs_a_known_suffix(tmp_path):
     model = built_in_code()
     with pytest.raises(npcnn.InputError, match=".keras"):
         model.save(str(tmp_path / "m.pkl"))
+
+
+def shared_layer_model():
+    """One Dense layer called on two inputs (a siamese pair), both calls feeding the output."""
+    npcnn.set_seed(5)
+    a, b = npcnn.Input((6,), name="left"), npcnn.Input((6,), name="right")
+    shared = L.Dense(4, activation="tanh", name="shared")
+    out = L.Subtract(name="diff")([shared(a), shared(b)])
+    return npcnn.Model([a, b], L.Dense(1, name="score")(out), name="siamese")
+
+
+def test_shared_layer_round_trip(tmp_path):
+    model = shared_layer_model()
+    rng = np.random.default_rng(2)
+    x = [rng.standard_normal((3, 6)).astype(np.float32) for _ in range(2)]
+    k, bias = model.get_layer("shared").params["kernel"], model.get_layer("shared").params["bias"]
+    s = model.get_layer("score").params
+    want = (np.tanh(x[0] @ k + bias) - np.tanh(x[1] @ k + bias)) @ s["kernel"] + s["bias"]
+    np.testing.assert_allclose(model.predict(x), want, rtol=1e-5, atol=1e-6)
+    for ext in (".keras", ".h5"):
+        path = str(tmp_path / f"siamese{ext}")
+        model.save(path)
+        assert_same_model(model, npcnn.load_model(path), x)

@@ -64,8 +64,8 @@ def _keras_layers(model):
     """model.layers as Keras lists them: a functional model's include its InputLayers."""
     if isinstance(model, Sequential):
         return model.layers
-    inputs = [t.node.layer for t in model.inputs]
-    return inputs + [layer for layer in model.layers if layer not in inputs]
+    layers = model.layers
+    return [t.node.layer for t in model.inputs if t.node.layer not in layers] + layers
 
 
 def _jsonable(value):
