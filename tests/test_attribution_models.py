@@ -93,3 +93,58 @@ def test_gradcam_deletion_beats_random_maps_on_fer(fer):
     random = [A.deletion(model, x, resize(rng.random((2, 8, 8)), (64, 64)), target, steps=16, progress=False).auc
               for _ in range(4)]
     assert np.all(ours < np.mean(random, axis=0)), (ours, random)
+
+
+def _random_bn(model, seed=0):
+    """Non-trivial BatchNormalization statistics, so folding and biases are exercised."""
+    rng = np.random.default_rng(seed)
+    for layer in model._all_layers():
+        if type(layer).__name__ == "BatchNormalization":
+            c = layer.params["moving_mean"].shape
+            layer.params.update(gamma=rng.uniform(0.5, 1.5, c), beta=rng.normal(0, 0.1, c),
+                                moving_mean=rng.normal(0, 0.1, c), moving_variance=rng.uniform(0.5, 1.5, c))
+    return model.astype("float64")
+
+
+@pytest.mark.slow
+def test_lrp0_is_input_x_gradient_on_resnet50():
+    """Keras's ResNet50 graph (tests/fixtures/keras/ResNet50.notop.json, 32x32, random weights): 53 conv+BN
+    pairs folded, 16 residual Adds, max pooling. LRP-0 must equal Input x Gradient."""
+    from npcnn.io.config import model_from_config
+    npcnn.set_seed(0)
+    model, _ = model_from_config(open(os.path.join(FIX, "ResNet50.notop.json")).read())
+    model = _random_bn(model)
+    x = np.random.default_rng(1).normal(size=(1, 32, 32, 3))
+    everything = lambda y: np.ones_like(y)  # noqa: E731  (explain the sum of the 2048 features)
+    np.testing.assert_allclose(A.lrp(model, x, everything, rule="0"), A.input_x_gradient(model, x, everything),
+                               rtol=1e-8, atol=1e-12)
+
+
+def test_lrp_on_densenet_and_efficientnet_style_blocks():
+    """DenseNet (pre-activation BN -> ReLU -> conv, Concatenate, average-pool transitions) and EfficientNet
+    (Rescaling, Normalization, swish, depthwise, squeeze-excitation Multiply, skip Add) blocks built in code."""
+    from npcnn import layers as L
+    npcnn.set_seed(0)
+    inp = npcnn.Input((16, 16, 3))
+    h = L.Conv2D(8, 3, padding="same")(inp)
+    for growth in range(2):
+        new = L.Conv2D(4, 3, padding="same")(L.Activation("relu")(L.BatchNormalization()(h)))
+        h = L.Concatenate()([h, new])
+    h = L.AveragePooling2D()(L.Conv2D(8, 1)(L.Activation("relu")(L.BatchNormalization()(h))))
+    dense = _random_bn(npcnn.Model(inp, L.Dense(5)(L.GlobalAveragePooling2D()(h))))
+    x = np.random.default_rng(0).normal(size=(2, 16, 16, 3))
+    np.testing.assert_allclose(A.lrp(dense, x, 1, rule="0"), A.input_x_gradient(dense, x, 1), rtol=1e-8, atol=1e-12)
+
+    inp = npcnn.Input((16, 16, 3))
+    h = L.Normalization(mean=[0.5, 0.4, 0.3], variance=[0.1, 0.2, 0.3])(L.Rescaling(1 / 255)(inp))
+    h = L.BatchNormalization()(L.Conv2D(8, 3, strides=2, padding="same", use_bias=False, activation="swish")(h))
+    skip = h
+    h = L.Activation("swish")(L.BatchNormalization()(L.DepthwiseConv2D(3, padding="same", use_bias=False)(h)))
+    gate = L.Conv2D(2, 1, activation="swish")(L.GlobalAveragePooling2D(keepdims=True)(h))
+    h = L.Multiply()([h, L.Conv2D(8, 1, activation="sigmoid")(gate)])
+    h = L.Add()([skip, L.BatchNormalization()(L.Conv2D(8, 1, use_bias=False)(h))])
+    effnet = _random_bn(npcnn.Model(inp, L.Dense(3)(L.GlobalAveragePooling2D()(h))))
+    x = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3))
+    for rule in ("epsilon", "composite", "alpha2beta1"):
+        r, err = A.lrp(effnet, x, 0, rule=rule, bounds=(0, 255), return_error=True)
+        assert r.shape == x.shape and np.isfinite(r).all() and np.isfinite(err).all() and np.abs(r).max() > 0
