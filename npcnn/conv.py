@@ -73,12 +73,12 @@ def _parallel(fn, count, nbytes):
 
 def pair(v, name="value"):
     """An int or a pair -> a 2-tuple of ints (Keras accepts both for sizes, strides and rates)."""
-    if isinstance(v, (int, np.integer)):
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
         return (int(v), int(v))
-    v = tuple(int(t) for t in v)
-    if len(v) != 2:
-        raise InputError(f"{name} must be an int or a pair, got {v}")
-    return v
+    if not isinstance(v, (list, tuple)) or len(v) != 2 or not all(
+            isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in v):
+        raise InputError(f"{name} must be an int or a pair of ints, got {v!r}")
+    return tuple(int(t) for t in v)
 
 
 def output_length(size, k, stride, padding, dilation=1):

@@ -21,6 +21,11 @@ from ..errors import InputError, NpcnnError
 from ..initializers import initialize
 
 _name_counters = {}
+MAX_WEIGHT_ELEMENTS = 1 << 31
+"""No single weight may hold more numbers than this (8 GiB in float32; VGG16's largest holds 0.1 G):
+a file asking for more is refused before any memory is taken."""
+MAX_DIMENSION = 1 << 24
+"""No declared input size may exceed this (16 M pixels along one axis)."""
 _lazy_init = [False]
 
 
@@ -132,6 +137,9 @@ class Layer:
             if any(d is None or d < 0 for d in shape):
                 raise InputError(f"layer {self.name!r} ({type(self).__name__}) cannot size its weight {wname!r} "
                                  f"from input shape {input_shape}: declare the input's sizes (got {shape})")
+            if int(np.prod([int(d) for d in shape], dtype=object)) > MAX_WEIGHT_ELEMENTS:
+                raise InputError(f"layer {self.name!r} ({type(self).__name__}): weight {wname!r} of shape {shape} "
+                                 f"would hold more than {MAX_WEIGHT_ELEMENTS:,} numbers; refusing to allocate it")
         for wname in self.weight_names:
             if wname in shapes and wname not in self.params:
                 spec = "zeros" if _lazy_init[-1] else self.initializer(wname)
@@ -238,6 +246,21 @@ def as_1d_config(cfg, keys):
     for k in keys:
         cfg[k] = tuple(cfg[k][1:])
     return cfg
+
+
+def check_sizes(layer, what, values, minimum=1):
+    """Raise InputError unless every value is an int >= ``minimum`` (kernel sizes, strides, units...)."""
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+            raise InputError(f"layer {layer.name!r} ({type(layer).__name__}): {what} must be "
+                             f"{'positive integers' if minimum == 1 else f'integers >= {minimum}'}, got {values}")
+    return values
+
+
+def single_int(layer, what, v):
+    """Keras writes 1-D sizes as an int or a one-element list: -> the int (checked positive)."""
+    v = v[0] if isinstance(v, (list, tuple)) and len(v) == 1 else v
+    return int(check_sizes(layer, what, [v])[0])
 
 
 def check_rank(layer, x, ranks):

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import conv as core
 from ..errors import InputError, NpcnnError, UnsupportedError
-from .base import Layer, as_1d_config, check_rank
+from .base import Layer, as_1d_config, check_rank, check_sizes, single_int
 
 
 def _check_channels_last(layer, data_format):
@@ -31,7 +31,7 @@ class _ConvBase(Layer):
                  bias_initializer="zeros", **kwargs):
         super().__init__(activation=activation, **kwargs)
         _check_channels_last(self, data_format)
-        as_pair = (lambda v, n: core.pair(v, n)) if self.rank == 2 else (lambda v, n: (1, _one(v)))
+        as_pair = (lambda v, n: core.pair(v, n)) if self.rank == 2 else (lambda v, n: (1, single_int(self, n, v)))
         self.filters, self.groups, self.use_bias = filters, int(groups), bool(use_bias)
         self.kernel_size = as_pair(kernel_size, "kernel_size")
         self.strides = as_pair(strides, "strides")
@@ -40,6 +40,9 @@ class _ConvBase(Layer):
         if self.padding not in ("valid", "same") + (("causal",) if self.rank == 1 else ()):
             raise InputError(f"layer {self.name!r}: unknown padding {padding!r}")
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        for what in ("kernel_size", "strides", "dilation_rate"):
+            check_sizes(self, what, getattr(self, what))
+        check_sizes(self, "filters and groups", [self.groups] + ([filters] if filters is not None else []))
 
     def config_keys(self):
         return ("filters", "kernel_size", "strides", "padding", "dilation_rate", "groups", "activation",
@@ -96,10 +99,6 @@ def _full(layer, x, need_params):
     if need_params and isinstance(x, _InputShape):
         raise NpcnnError(f"layer {layer.name!r}: this trace kept only what the input gradient needs; "
                          "use model.trace(x) for weight gradients")
-
-
-def _one(v):
-    return int(v[0]) if isinstance(v, (list, tuple)) else int(v)
 
 
 class Conv2D(_ConvBase):
@@ -172,7 +171,7 @@ class DepthwiseConv2D(_ConvBase):
         kwargs.pop("filters", None)
         super().__init__(None, kernel_size, strides, padding, data_format, dilation_rate, 1, activation, use_bias,
                          depthwise_initializer, bias_initializer, **kwargs)
-        self.depth_multiplier = int(depth_multiplier)
+        self.depth_multiplier = int(check_sizes(self, "depth_multiplier", [depth_multiplier])[0])
 
     def config_keys(self):
         return ("kernel_size", "strides", "padding", "depth_multiplier", "dilation_rate", "activation",
@@ -225,7 +224,7 @@ class SeparableConv2D(_ConvBase):
                  pointwise_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
         super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate, 1, activation, use_bias,
                          depthwise_initializer, bias_initializer, **kwargs)
-        self.depth_multiplier = int(depth_multiplier)
+        self.depth_multiplier = int(check_sizes(self, "depth_multiplier", [depth_multiplier])[0])
         self.pointwise_initializer = pointwise_initializer
 
     def config_keys(self):

@@ -3,7 +3,7 @@ import numpy as np
 
 from .. import initializers
 from ..errors import InputError
-from .base import Layer, check_rank
+from .base import Layer, check_rank, check_sizes
 
 
 class InputLayer(Layer):
@@ -36,7 +36,7 @@ class Dense(Layer):
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", **kwargs):
         super().__init__(activation=activation, **kwargs)
-        self.units, self.use_bias = int(units), bool(use_bias)
+        self.units, self.use_bias = int(check_sizes(self, "units", [units])[0]), bool(use_bias)
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
 
     def config_keys(self):
@@ -106,6 +106,10 @@ class Reshape(Layer):
 
     def __init__(self, target_shape, **kwargs):
         super().__init__(**kwargs)
+        target_shape = list(target_shape) if isinstance(target_shape, (list, tuple)) else [target_shape]
+        check_sizes(self, "target_shape", [1 if t == -1 else t for t in target_shape])
+        if target_shape.count(-1) > 1:
+            raise InputError(f"layer {self.name!r} (Reshape): at most one -1 in target_shape, got {target_shape}")
         self.target_shape = tuple(int(t) for t in target_shape)
 
     def config_keys(self):

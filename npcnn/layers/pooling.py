@@ -2,7 +2,7 @@
 import numpy as np
 
 from .. import conv as core
-from .base import Layer, as_1d_config, check_rank
+from .base import Layer, as_1d_config, check_rank, check_sizes, single_int
 
 
 class _Pool2D(Layer):
@@ -22,9 +22,11 @@ class _Pool2D(Layer):
             self.pool_size = core.pair(pool_size, "pool_size")
             self.strides = core.pair(strides, "strides") if strides is not None else self.pool_size
         else:
-            p = _first(pool_size)
-            self.pool_size, self.strides = (1, p), (1, _first(strides) if strides is not None else p)
+            p = single_int(self, "pool_size", pool_size)
+            self.pool_size = (1, p)
+            self.strides = (1, single_int(self, "strides", strides) if strides is not None else p)
         self.padding = str(padding).lower()
+        check_sizes(self, "pool_size and strides", self.pool_size + self.strides)
 
     def config_keys(self):
         return ("pool_size", "strides", "padding")
@@ -59,10 +61,6 @@ class _Pool2D(Layer):
         x2, out, pads = cache
         winner = core.pool2d_argmax(x2, out, self.pool_size, self.strides, pads) if self.mode == "max" else None
         return x2.shape, None, pads, winner
-
-
-def _first(v):
-    return int(v[0]) if isinstance(v, (list, tuple)) else int(v)
 
 
 class MaxPooling2D(_Pool2D):

@@ -2,19 +2,21 @@
 import numpy as np
 
 from ..errors import InputError
-from .base import Layer, check_rank
+from .base import Layer, check_rank, check_sizes
 
 
 def _two_pairs(v, name):
     """Keras's padding/cropping spec: int, (sym_h, sym_w) or ((top, bottom), (left, right))."""
-    if isinstance(v, (int, np.integer)):
-        return (int(v), int(v)), (int(v), int(v))
-    a, b = v
-    a = (int(a), int(a)) if isinstance(a, (int, np.integer)) else tuple(int(t) for t in a)
-    b = (int(b), int(b)) if isinstance(b, (int, np.integer)) else tuple(int(t) for t in b)
-    if len(a) != 2 or len(b) != 2:
-        raise InputError(f"{name} must be an int, a pair, or a pair of pairs; got {v}")
-    return a, b
+    def one(t):
+        return (t, t) if isinstance(t, (int, np.integer)) else tuple(t) if isinstance(t, (list, tuple)) else ()
+
+    pairs = (one(v), one(v)) if isinstance(v, (int, np.integer)) else tuple(one(t) for t in v) \
+        if isinstance(v, (list, tuple)) and len(v) == 2 else ()
+    flat = [t for p in pairs for t in p]
+    if len(flat) != 4 or not all(isinstance(t, (int, np.integer)) and not isinstance(t, bool) and t >= 0
+                                 for t in flat):
+        raise InputError(f"{name} must be a non-negative int, a pair, or a pair of pairs; got {v!r}")
+    return tuple(int(t) for t in pairs[0]), tuple(int(t) for t in pairs[1])
 
 
 def _add(size, delta):
@@ -93,7 +95,7 @@ class UpSampling2D(Layer):
 
     def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", **kwargs):
         super().__init__(**kwargs)
-        self.size = (int(size), int(size)) if isinstance(size, (int, np.integer)) else tuple(int(s) for s in size)
+        self.size = check_sizes(self, "size", (size, size) if isinstance(size, (int, np.integer)) else tuple(size))
         self.interpolation = interpolation
         if interpolation not in ("nearest", "bilinear"):
             raise InputError(f"layer {self.name!r}: interpolation {interpolation!r} is not supported "
