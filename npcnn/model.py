@@ -187,6 +187,9 @@ class Model(Layer):
         return f"model {self.name!r} has no layer {name!r}{hint}"
 
     def _tensor(self, key):
+        if not isinstance(key, str):
+            raise InputError(f"model {self.name!r}: a layer is named by a string (\"conv2d\", \"inner/dense\"), "
+                             f"got {type(key).__name__} {key!r}")
         if key not in self._keys or self._keys[key] is None:
             raise InputError(self._unknown(key))
         return self._keys[key]
@@ -252,7 +255,7 @@ class Model(Layer):
     def activations(self, x, layers=None):
         """{key: activation} for every layer (or the keys in ``layers``): what Keras's
         ``Model(model.inputs, layer.output).predict(x)`` gives, nested layers keyed "inner/layer"."""
-        wanted = self.layer_keys() if layers is None else [layers] if isinstance(layers, str) else list(layers)
+        wanted = self.layer_keys() if layers is None else _as_list(layers)
         ids = [self._tensor(k) for k in wanted]
         upto = max((self._producer.get(t, -1) for t in ids), default=-1)
         values, _ = self._run(self._prepare(x), keep=ids, upto=upto)

@@ -259,3 +259,11 @@ def test_empty_batch_is_refused(net):
     for call in (net.predict, net.input_gradient, net.param_gradients, net.activations):
         with pytest.raises(InputError, match=r"model 'net': the batch is empty \(input shape \(0, 8, 8, 3\)\)"):
             call(np.zeros((0, 8, 8, 3)))
+
+
+@pytest.mark.parametrize("key", [3, 1.5, ("conv1",), None], ids=["int", "float", "tuple_inside_list", "none"])
+def test_layer_keys_must_be_strings(net, key):
+    with pytest.raises(InputError, match=f"a layer is named by a string .*got {type(key).__name__}"):
+        net.activations(GOOD, layers=[key])
+    with pytest.raises(InputError, match="a layer is named by a string"):
+        net.input_gradient(GOOD, layer=[key])

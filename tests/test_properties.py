@@ -275,18 +275,29 @@ def make_array(spec):
     return arr.astype(dtype) if dtype not in ("object", "U1") else arr.astype(dtype)
 
 
+ARGUMENTS = {  # per call: the keyword and what it may be given (valid and invalid)
+    "predict": ("batch_size", st.sampled_from([None, 1, 2, 0, -1, 1.5, "2"])),
+    "activations": ("layers", st.sampled_from([None, "c1", ["c2", "g"], "c", "img", 3, ["d", "nope"]])),
+    "input_gradient": ("layer", st.sampled_from([None, "c1", "g", "img", "c3", 0])),
+    "param_gradients": ("layer", st.sampled_from([None, "c2", "d", "dd", 1.0])),
+}
+
+
 @SETTINGS
-@given(spec=ARRAYS, cot=st.one_of(st.none(), ARRAYS), call=st.sampled_from(["predict", "input_gradient",
-                                                                            "param_gradients", "activations"]))
-def test_any_input_runs_or_raises_input_error(spec, cot, call):
-    """Arrays of any rank, size (including 0) and dtype, with NaN/inf, and cotangents of any shape: the
-    model either answers with finite numbers of the right shape or raises npcnn's InputError."""
+@given(spec=ARRAYS, cot=st.one_of(st.none(), ARRAYS), data=st.data(),
+       call=st.sampled_from(["predict", "input_gradient", "param_gradients", "activations"]))
+def test_any_input_runs_or_raises_input_error(spec, cot, data, call):
+    """Arrays of any rank, size (including 0) and dtype, with NaN/inf, cotangents of any shape, layer names
+    and batch sizes right or wrong: the model answers with finite numbers or raises npcnn's InputError."""
     model = fuzz_model()
+    name, values = ARGUMENTS[call]
+    kwargs = {name: data.draw(values, label=name)}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a silent complex->real cast or similar would show up here
         try:
             x = make_array(spec)
-            kwargs = {} if call in ("predict", "activations") or cot is None else {"cotangent": make_array(cot)}
+            if call in ("input_gradient", "param_gradients") and cot is not None:
+                kwargs["cotangent"] = make_array(cot)
         except (ValueError, TypeError, OverflowError, RuntimeWarning):  # numpy itself cannot build it
             return
         try:
@@ -299,3 +310,5 @@ def test_any_input_runs_or_raises_input_error(spec, cot, call):
         assert np.isfinite(v).all()
     if call == "input_gradient":
         assert result.shape == x.shape
+    if call == "predict":
+        assert result.shape == (x.shape[0], 2)
