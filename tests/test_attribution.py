@@ -348,6 +348,49 @@ def test_lrp0_on_bias_free_relu_net_is_input_x_gradient_and_conserves():
     assert np.abs(err).max() < 1e-10
 
 
+@pytest.mark.parametrize("make", [lambda: L.DepthwiseConv2D(3, depth_multiplier=2), lambda: L.Conv2DTranspose(3, 3),
+                                  lambda: L.SeparableConv2D(3, 3, depth_multiplier=2), lambda: L.Conv2D(4, 3, strides=2)],
+                         ids=["depthwise", "transposed", "separable", "conv"])
+def test_lrp0_with_batchnorm_folded_into_each_kind_of_layer(make):
+    """layer -> BatchNormalization (folded: kernel scaled per output channel) -> ReLU -> Flatten -> Dense(3),
+    with biases: LRP-0 equals Input x Gradient, so the folding is exact."""
+    npcnn.set_seed(0)
+    inp = npcnn.Input((6, 6, 2))
+    h = L.Activation("relu")(L.BatchNormalization(name="bn")(make()(inp)))
+    model = npcnn.Model(inp, L.Dense(3)(L.Flatten()(h)))
+    rng = np.random.default_rng(1)
+    c = model.get_layer("bn").params["gamma"].shape
+    model.get_layer("bn").params.update(gamma=rng.uniform(0.5, 2, c), beta=rng.normal(0, 0.3, c),
+                                        moving_mean=rng.normal(0, 0.3, c), moving_variance=rng.uniform(0.5, 2, c))
+    model.astype("float64")
+    x = rng.normal(size=(2, 6, 6, 2))
+    np.testing.assert_allclose(A.lrp(model, x, 1, rule="0"), A.input_x_gradient(model, x, 1), rtol=1e-9, atol=1e-13)
+
+
+def test_lrp_folds_batchnorm_into_the_convolution():
+    """Under alpha2beta1 (sensitive to how z is split into parts), depthwise conv -> BN gives the same relevance
+    as one depthwise conv with the folded kernel w * gamma / std and bias (b - mean) * gamma / std + beta."""
+    def net(folded):
+        npcnn.set_seed(0)
+        inp = npcnn.Input((6, 6, 2))
+        h = L.DepthwiseConv2D(3, depth_multiplier=2, name="dw")(inp)
+        if not folded:
+            h = L.BatchNormalization(name="bn")(h)
+        return npcnn.Model(inp, L.Dense(3)(L.Flatten()(L.Activation("relu")(h)))).astype("float64")
+
+    two, one = net(False), net(True)
+    rng = np.random.default_rng(1)
+    gamma, beta, mean, var = rng.uniform(0.5, 2, 4), rng.normal(0, 0.3, 4), rng.normal(0, 0.3, 4), rng.uniform(0.5, 2, 4)
+    two.get_layer("bn").params.update(gamma=gamma, beta=beta, moving_mean=mean, moving_variance=var)
+    scale = gamma / np.sqrt(var + 1e-3)
+    dw = one.get_layer("dw").params
+    dw["bias"] = (dw["bias"] - mean) * scale + beta
+    dw["depthwise_kernel"] = dw["depthwise_kernel"] * scale.reshape(2, 2)
+    x = rng.normal(size=(2, 6, 6, 2))
+    np.testing.assert_allclose(two.predict(x), one.predict(x), rtol=1e-12)
+    np.testing.assert_allclose(A.lrp(two, x, 1, rule="alpha2beta1"), A.lrp(one, x, 1, rule="alpha2beta1"), rtol=1e-10)
+
+
 def test_lrp_starts_from_the_logit_of_a_softmax_model():
     x = np.random.default_rng(0).normal(size=(2, 12, 12, 2))
     soft, plain = _relu_graph(softmax=True), _relu_graph()

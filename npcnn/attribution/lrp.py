@@ -40,7 +40,6 @@ from . import _common, targets
 
 LINEAR = (core.Dense, conv.Conv2D, conv.DepthwiseConv2D, conv.SeparableConv2D, conv.Conv2DTranspose,
           normalization.BatchNormalization)
-KERNELS = ("kernel", "depthwise_kernel", "pointwise_kernel")
 ROUTE = (core.Flatten, core.Reshape, core.Permute, reshaping.ZeroPadding2D, reshaping.Cropping2D,
          reshaping.UpSampling2D, merge.Concatenate)
 PASS = (core.Activation, core.Dropout, core.GaussianNoise, core.GaussianDropout, core.ActivityRegularization,
@@ -100,9 +99,10 @@ def _linear_map(layer):
 
 
 def _fold(part, scale, shift):
-    """``part`` followed by y * scale + shift, as one layer: kernel scaled per output channel, new bias."""
+    """``part`` (Dense or a convolution) followed by y * scale + shift, as one layer: the kernel scaled per
+    output channel, bias' = bias * scale + shift."""
     folded = copy.copy(part)
-    name = next(n for n in KERNELS if n in part.params) if not isinstance(part, _Affine) else "kernel"
+    name = "depthwise_kernel" if isinstance(part, conv.DepthwiseConv2D) else "kernel"
     w = part.params[name]
     if isinstance(part, conv.DepthwiseConv2D):
         s = scale.reshape(w.shape[2], w.shape[3])
