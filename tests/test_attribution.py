@@ -62,6 +62,13 @@ def test_target_errors_name_the_problem(cnn, images):
         A.saliency(cnn, images, target=lambda y: y[:, 0])
 
 
+def test_multi_output_models_are_refused_with_a_hint():
+    inp = npcnn.Input((4,))
+    model = npcnn.Model(inp, [L.Dense(2)(inp), L.Dense(3)(inp)])
+    with pytest.raises(InputError, match="model.outputs"):
+        A.saliency(model, np.ones((1, 4)))
+
+
 def test_one_logit_head_binary_target():
     """A cats-vs-dogs style head (one logit): target None explains the logit, -1 its negation."""
     npcnn.set_seed(3)
@@ -315,6 +322,8 @@ def test_occlusion_equals_brute_force(cnn, images):
                 if n == 0:
                     count[top:top + 4, left:left + 3] += 1
     np.testing.assert_allclose(got, total / np.maximum(count, 1), rtol=1e-10, atol=1e-14)
+    with pytest.raises(InputError, match="larger"):
+        A.occlusion(cnn, images, patch=20, progress=False)
 
 
 # ------------------------------------------------------------------------------------------ LRP

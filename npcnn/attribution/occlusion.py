@@ -3,6 +3,7 @@ much the score drops; each pixel gets the mean drop over the patches that covere
 import numpy as np
 
 from ..conv import pair
+from ..errors import InputError
 from . import _common, targets
 
 
@@ -17,6 +18,8 @@ def occlusion(model, x, target=None, patch=8, stride=4, fill=0.0, batch_size=64,
     n, h, w = x.shape[:3]
     tops, lefts = np.arange(0, h - ph + 1, sh), np.arange(0, w - pw + 1, sw)
     corners = [(t, l) for t in tops for l in lefts]
+    if not corners:
+        raise InputError(f"occlusion patch {(ph, pw)} is larger than the images {(h, w)}")
     out, cot = _common.cotangent(model, x, target)
     base = targets.score(cot, out)
     values = x.mean(axis=(1, 2, 3)) if isinstance(fill, str) and fill == "mean" else np.full(n, float(fill))
