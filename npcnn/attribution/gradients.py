@@ -134,7 +134,8 @@ def integrated_gradients(model, x, target=None, baseline="black", steps=64, meth
     The integral is a weighted sum over ``steps`` points (:func:`path_points`), evaluated in batches of
     ``batch_size`` inputs. Completeness says sum(IG) = score(x) - score(b); with ``return_error=True``
     the function returns (IG, error) where error (N,) = sum(IG) - (score(x) - score(b)), Captum's
-    "convergence delta".
+    "convergence delta". On a ReLU network the integrand is piecewise constant with many jumps along the
+    path, so the error falls slowly with ``steps``: check it, and raise ``steps`` when it is large.
     """
     x = _common.as_batch(model, x)
     b = baseline_for(x, baseline, value_range, blur_sigma, seed)
