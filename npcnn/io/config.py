@@ -419,6 +419,7 @@ def _replay_calls(spec, tensors, where, dialect):
                     raise FormatError(f"{where}: layer {child.name!r} in model {spec.name!r} takes its input from "
                                       f"{name!r}, which the config does not define (layers: "
                                       f"{', '.join(list(spec.by_name)[:12])})")
+    _settle_offsets(spec)
     pending = [(c, k) for c in spec.children if not c.is_input for k in range(len(c.calls))]
     done = {}
     while pending:
@@ -436,6 +437,22 @@ def _replay_calls(spec, tensors, where, dialect):
             raise FormatError(f"{where}: model {spec.name!r}: the calls of {', '.join(names[:8])} wait on each "
                               "other or on calls that never happen (a cycle, or a wrong node index)")
         pending = waiting
+
+
+def _settle_offsets(spec):
+    """Keras 2 numbers a nested model's calls from 1 when it was built on its own Input. If the references
+    to a layer only fit the other numbering (0 used, or one past the last call), follow the references."""
+    used = {}
+    for ref in [r for c in spec.children for refs, _ in c.calls for r in refs] + spec.inputs + spec.outputs:
+        used.setdefault(ref[0], set()).add(ref[1])
+    for child in spec.children:
+        nodes = used.get(child.name)
+        if child.is_input or not nodes:
+            continue
+        if child.node_offset == 1 and min(nodes) == 0:
+            child.node_offset = 0
+        elif child.node_offset == 0 and max(nodes) == len(child.calls) and child.is_model:
+            child.node_offset = 1
 
 
 def _ready(spec, tensors, ref):
