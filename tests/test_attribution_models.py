@@ -148,3 +148,56 @@ def test_lrp_on_densenet_and_efficientnet_style_blocks():
     for rule in ("epsilon", "composite", "alpha2beta1"):
         r, err = A.lrp(effnet, x, 0, rule=rule, bounds=(0, 255), return_error=True)
         assert r.shape == x.shape and np.isfinite(r).all() and np.isfinite(err).all() and np.abs(r).max() > 0
+
+
+def render_figures(folder):
+    """Every method's map on the two faces, the deletion/insertion curves and the randomisation check, as PNGs
+    in ``folder`` (to look at; not run by pytest): ``python3 tests/test_attribution_models.py figures/``."""
+    from npcnn import plot
+    os.makedirs(folder, exist_ok=True)
+    model = npcnn.load_model(FER)
+    logits, x = A.without_softmax(model), faces()
+    classes = json.load(open(os.path.join(ROOT, "weights", "fer_mini_xception.classes.json")))["classes"]
+    t = list(model.predict(x).argmax(axis=1))
+    quiet = {"progress": False}
+    methods = {
+        "saliency |grad|": (A.saliency, {}), "input x gradient": (A.input_x_gradient, {}),
+        "SmoothGrad": (A.smoothgrad, dict(samples=32, seed=0, **quiet)),
+        "SmoothGrad²": (A.smoothgrad, dict(samples=32, seed=0, kind="squared", **quiet)),
+        "VarGrad": (A.smoothgrad, dict(samples=32, seed=0, kind="vargrad", **quiet)),
+        "IG (black)": (A.integrated_gradients, dict(value_range=(-1, 1), **quiet)),
+        "IG (blurred)": (A.integrated_gradients, dict(baseline="blurred", **quiet)),
+        "guided backprop": (A.guided_backprop, {}), "deconvnet": (A.deconvnet, {}),
+        "LRP-ε": (A.lrp, dict(rule="epsilon", epsilon=0.01)), "LRP-α1β0": (A.lrp, dict(rule="alpha1beta0")),
+        "LRP composite": (A.lrp, dict(rule="composite", bounds=(-1, 1))),
+        "Grad-CAM": (A.gradcam, dict(layer="add_3")), "Grad-CAM++": (A.gradcam_plus_plus, dict(layer="add_3")),
+        "XGrad-CAM": (A.xgradcam, dict(layer="add_3")), "HiResCAM": (A.hirescam, dict(layer="add_3")),
+        "Layer-CAM": (A.layercam, dict(layer="add_3")), "Eigen-CAM": (A.eigencam, dict(layer="add_3")),
+        "Score-CAM": (A.scorecam, dict(layer="add_3", **quiet)),
+        "Ablation-CAM": (A.ablationcam, dict(layer="add_3", **quiet)),
+        "Grad-CAM (default layer)": (A.gradcam, {}), "guided Grad-CAM": (A.guided_gradcam, dict(layer="add_3")),
+        "occlusion 8/4": (A.occlusion, quiet)}
+    maps = {name: f(logits, x, t, **kw) for name, (f, kw) in methods.items()}
+    names = list(maps)
+    for i, who in enumerate(["grace_hopper", "astronaut"]):
+        what = f"'{classes[t[i]]}'"
+        for part, keys in (("gradients", names[:12]), ("cams", names[12:])):
+            fig = plot.plot_attributions(x[i], {k: maps[k][i] for k in keys}, input_range=(-1, 1),
+                                         title=f"{who}: why {what}")
+            fig.savefig(os.path.join(folder, f"{who}_{part}.png"), dpi=90)
+        for kind, f in (("deletion", A.deletion), ("insertion", A.insertion)):
+            curves = {k: f(model, x, maps[k], t, steps=32, **quiet)
+                      for k in ("Grad-CAM", "LRP composite", "IG (black)", "occlusion 8/4", "saliency |grad|")}
+            plot.plot_curves(curves, image=i, title=f"{kind}, {who}: p({what})").savefig(
+                os.path.join(folder, f"{who}_{kind}.png"), dpi=90)
+    for name, f, kw in (("gradcam", A.gradcam, dict(layer="add_3")), ("guided_backprop", A.guided_backprop, {})):
+        res = A.randomization_check(logits, x, f, target=t, **kw)
+        plot.plot_randomization(res, image=1, input_image=x[1], input_range=(-1, 1)).savefig(
+            os.path.join(folder, f"randomization_{name}.png"), dpi=90)
+    plot.plot_overlay(x[1], maps["Grad-CAM"][1], alpha=0.45, input_range=(-1, 1),
+                      title=f"Grad-CAM (add_3): {classes[t[1]]}").savefig(os.path.join(folder, "overlay.png"), dpi=100)
+
+
+if __name__ == "__main__":
+    import sys
+    render_figures(sys.argv[1] if len(sys.argv) > 1 else "attribution_figures")

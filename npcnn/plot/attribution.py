@@ -162,5 +162,6 @@ def plot_randomization(result, image=0, input_image=None, alpha=0.6, input_range
     ax.set_ylim(min(-0.2, float(np.min(result.similarity[:, image])) - 0.05), 1.05)
     ax.axhline(0, color="gray", lw=0.8)
     ax.grid(alpha=0.3)
-    ax.set_title("cascading randomisation, top layer first", fontsize=10)
+    ax.set_title("cascading randomisation, top layer first (maps above: |map|, each scaled to its own maximum)",
+                 fontsize=10)
     return fig
