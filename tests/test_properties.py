@@ -6,6 +6,9 @@ channels and input sizes, kept valid):
   1. shapes: an independent shape function written here from Keras's formulas == the SymbolicTensor
      shapes of the model built with npcnn.Input == the shapes the forward pass really produces;
   2. gradients: input_gradient and every param_gradients entry agree with float64 central differences.
+The same for random branching graphs (a nested stem, a random merge layer, a reused tensor). And a fuzz
+property: any array (rank, size, dtype, NaN/inf), cotangent, layer name or batch size either gives finite
+numbers or raises npcnn's InputError, never another exception or a warning.
 """
 import math
 import os
