@@ -124,15 +124,15 @@ def scorecam(model, x, target=None, layer=None, upsample=True, batch_size=32, pr
     input's score, softmax-ed over channels, weighs the channel. K forward passes per image, batched."""
     x = _common.as_batch(model, x)
     _, _, a, _, cot = _forward(model, x, target, layer, need_grad=False)
-    masks = _common.resize(a, x.shape[1:3])                          # (N, H, W, K)
-    lo, hi = masks.min(axis=(1, 2), keepdims=True), masks.max(axis=(1, 2), keepdims=True)
-    masks = np.where(hi > lo, (masks - lo) / np.where(hi > lo, hi - lo, 1), 0)
     k = a.shape[-1]
     image, channel = np.repeat(np.arange(len(x)), k), np.tile(np.arange(k), len(x))
     s = np.empty(len(image))
     for sl in _common.chunks(len(image), batch_size, progress, "score-cam"):
         i = image[sl]
-        masked = (x[i] * masks[i, :, :, channel[sl]][..., None]).astype(x.dtype)
+        masks = _common.resize(a[i, :, :, channel[sl]], x.shape[1:3])          # (B, H, W), one chunk at a time
+        lo, hi = masks.min(axis=(1, 2), keepdims=True), masks.max(axis=(1, 2), keepdims=True)
+        masks = np.where(hi > lo, (masks - lo) / np.where(hi > lo, hi - lo, 1), 0)
+        masked = (x[i] * masks[..., None]).astype(x.dtype)
         s[sl] = targets.score(cot[i], targets.single_output(model, model.predict(masked)))
     s = s.reshape(len(x), k)
     w = np.exp(s - s.max(axis=1, keepdims=True))
