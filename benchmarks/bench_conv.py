@@ -33,9 +33,18 @@ import time
 
 import numpy as np
 
-if any(k in os.environ for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")):
+
+def _clean_environment():
+    """Re-execute without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, and with OPENBLAS_NUM_THREADS=N when
+    ``--blas-threads N`` is given (NumPy's BLAS only: TensorFlow and PyTorch do not read it)."""
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    if "--blas-threads" in sys.argv:
+        env["OPENBLAS_NUM_THREADS"] = sys.argv[sys.argv.index("--blas-threads") + 1]
+    if env != dict(os.environ):
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
+_clean_environment()
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import npcnn  # noqa: E402
@@ -462,6 +471,8 @@ def main():
     ap.add_argument("--only", default="vgg,cats,apps,layers,profile,memory,peer")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--memory-size", type=int, default=2048)
+    ap.add_argument("--blas-threads", help="OPENBLAS_NUM_THREADS for npcnn (default: OpenBLAS's own, every core); "
+                    "1 is faster when the machine is oversubscribed (OpenBLAS threads wait for each other)")
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
     ap.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -471,7 +482,8 @@ def main():
     args.only = set(args.only.split(","))
     tf = try_import("tensorflow") if args.only & {"vgg", "cats", "apps"} else None
     torch = try_import("torch") if args.only & {"vgg", "cats"} else None
-    versions = [f"npcnn {getattr(npcnn, '__version__', '')}".strip()]
+    versions = [f"npcnn {getattr(npcnn, '__version__', '')}".strip()
+                + f" (OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset: all cores')})"]
     if tf is not None:
         versions.append(f"TensorFlow {tf.__version__}")
     if torch is not None:

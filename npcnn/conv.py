@@ -286,8 +286,9 @@ def _conv2d(x, w, b, strides, pads, dilation, groups, source):
         if b is not None:
             out += b
     elif use_winograd(w.shape, strides, dilation, groups):
-        base, flipped = source
-        u = _derived(base, ("winograd", flipped), lambda: winograd_kernel(w))
+        base, flipped = source  # the layer's kernel: transforms are cached on it (w may be a placeholder)
+        u = _derived(base, ("winograd", flipped),
+                     lambda: winograd_kernel(flip_kernel(base, groups) if flipped else base))
         _winograd_conv(x, u, b, pads, out)
     else:
         _im2col_conv(x, w, b, strides, pads, dilation, groups, out)
@@ -421,7 +422,10 @@ def conv2d_input_grad(dout, w, x_shape, strides=(1, 1), pads=((0, 0), (0, 0)), d
         bot = h + (kh - 1) * dh - before[0] - oh  # padding below so that the output has h rows
         rgt = wd + (kw - 1) * dw - before[1] - ow
         if min(before) >= 0 and bot >= 0 and rgt >= 0:
-            wf = _derived(w, ("flip", groups), lambda: flip_kernel(w, groups))
+            flipped_shape = (kh, kw, cout // groups, cin)
+            # Winograd caches its own transform of the flipped kernel; only the other paths keep the flip
+            wf = np.empty(flipped_shape, w.dtype) if use_winograd(flipped_shape, (1, 1), (dh, dw), groups) else \
+                _derived(w, ("flip", groups), lambda: flip_kernel(w, groups))
             return _conv2d(dout, wf, None, (1, 1), ((before[0], bot), (before[1], rgt)), (dh, dw), groups,
                            source=(w, True))
     # General case (strides, or paddings larger than the kernel): col2im offset by offset.

@@ -503,7 +503,8 @@ class Trace:
     def __init__(self, model, xs, training=False, lean=False, keep=(), upto=None):
         """lean=True (used by Model.input_gradient): keep only the values in ``keep`` and the outputs, and
         cut every cache to what an input gradient needs (:func:`_lean_cache`): about 1/4 of the memory
-        of a full trace; activations (tr[key]), parameter gradients and function rules are then unavailable.
+        of a full trace, for one backward pass (caches are freed as it goes); activations (tr[key]), parameter
+        gradients and function rules are then unavailable.
         upto: the last step to run (lean traces of an inner layer stop there)."""
         self.model, self.inputs, self.training, self.lean = model, xs, training, lean
         if lean:
@@ -556,7 +557,9 @@ class Trace:
             if dy is None or not (need.get(step.output) or (want_params and step.layer.params)):
                 continue
             need_dx = any(need.get(t) for t in step.inputs)
-            dx, g = step.layer.apply_backward(dy, self.caches[i], rule, need_dx=need_dx,
+            # a lean trace serves one backward pass: each cache is freed as soon as it has been used
+            cache = _unpack_cache(self.caches.pop(i)) if self.lean else self.caches[i]
+            dx, g = step.layer.apply_backward(dy, cache, rule, need_dx=need_dx,
                                               need_params=want_params and step.layer.trainable)
             for name, value in g.items():
                 key = f"{model._owner[id(step.layer)]}/{name}"
@@ -609,14 +612,29 @@ class Trace:
 def _lean_cache(layer, cache):
     """The part of a layer's cache an input gradient needs (for Trace(lean=True)): the layer's own
     ``lean_cache`` when it has one (convolutions drop their input, max pooling keeps the winning tap),
-    and for a plain ReLU the sign of its saved pre-activation (1 byte instead of 4)."""
+    and for a plain ReLU the sign of its saved pre-activation, packed 8 to a byte (1/32 of the array)."""
     inner, saved = cache
     shrink = getattr(layer, "lean_cache", None)
     if shrink is not None:
         inner = shrink(inner)
     if saved is not None and layer.activation.name == "relu" and not layer.activation_params:
-        saved = saved > 0
+        saved = _PackedSign(saved)
     return inner, saved
+
+
+class _PackedSign:
+    """z > 0 as bits (np.packbits); :func:`_unpack_cache` turns it back into a boolean array."""
+
+    def __init__(self, z):
+        self.shape, self.bits = z.shape, np.packbits(z > 0)
+
+    def unpack(self):
+        return np.unpackbits(self.bits, count=int(np.prod(self.shape))).view(bool).reshape(self.shape)
+
+
+def _unpack_cache(cache):
+    inner, saved = cache
+    return inner, (saved.unpack() if isinstance(saved, _PackedSign) else saved)
 
 
 def _needs_grad(model, want_inputs, want_params, wrt):
