@@ -13,5 +13,16 @@ def load_model(path, config=None):
     return _load(path, config=config)
 
 
+_SUBMODULES = ("attribution", "features", "images", "plot", "train", "verify", "io", "report", "gallery")
+
+
+def __getattr__(name):
+    """``npcnn.attribution``, ``npcnn.features``... are imported on first use (keeps ``import npcnn`` light)."""
+    if name in _SUBMODULES:
+        import importlib
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'npcnn' has no attribute {name!r}")
+
+
 __all__ = ["layers", "Model", "Sequential", "Input", "Trace", "load_model", "set_seed", "NpcnnError",
            "InputError", "FormatError", "UnsafeModelError", "UnsupportedError"]
