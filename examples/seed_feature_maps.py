@@ -47,7 +47,7 @@ def main(out="seed_figures"):
                                                         "activation_1 (after BN + ReLU)"),
         # 2. standardised strips for every conv/pool layer, and one big layer paginated
         "layer_strips.png": plot.plot_layer_strips(features.all_feature_maps(model, x, kinds=("conv", "pool"))),
-        "strip_conv2d_6.png": plot.plot_feature_strip(features.feature_maps(model, x, "separable_conv2d_8"),
+        "strip_separable_conv2d_8.png": plot.plot_feature_strip(features.feature_maps(model, x, "separable_conv2d_8"),
                                                       "separable_conv2d_8", cmap="gray", max_channels=64),
         # 3. filters and weights
         "filters_conv2d_1.png": plot.plot_filters(features.filters(model, "conv2d_1"), "conv2d_1"),
