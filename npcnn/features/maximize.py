@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import InputError
 from ..initializers import rng as shared_rng
 from ..layers.reshaping import bilinear_matrix
-from .objectives import Objective
+from .objectives import Objective, trace_for
 from .parameterization import ImageParam
 from .regularizers import gaussian_blur
 from .transforms import standard_transforms
@@ -146,7 +146,7 @@ def maximize(model, objective, steps=256, seed=0, lr=0.05, optimizer="adam", par
             for t in transforms:
                 x, adj = t(x, rng)
                 adjoints.append(adj)
-            tr = model.trace(x.astype(model.dtype))
+            tr = trace_for(model, objective, x.astype(model.dtype))
             values, seeds = objective(tr)
             g = tr.backward(seeds, want_inputs=True)[0][0].astype(np.float64)
             for adj in reversed(adjoints):

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..layers.base import Layer
+from ..model import Trace
 
 
 class Objective:
@@ -28,6 +29,10 @@ class Objective:
 
     def __call__(self, trace):
         raise NotImplementedError
+
+    def tensors(self, model):
+        """The tensor ids the objective reads: a forward pass may stop at the last of them."""
+        return [model._tensor(self.layer)]
 
     def __add__(self, other):
         return Sum([(1.0, self), (1.0, _as_objective(other))])
@@ -67,6 +72,9 @@ class Sum(Objective):
         if len(sizes) > 1:
             raise InputError(f"objectives ask for different batch sizes {sorted(sizes)}")
         self.batch = sizes.pop() if sizes else None
+
+    def tensors(self, model):
+        return [t for _, obj in self.terms for t in obj.tensors(model)]
 
     def __call__(self, trace):
         total, seeds = 0.0, {}
@@ -163,6 +171,10 @@ class _ClassScore(Objective):
         self.index, self.logit, self.layer = c, logit, layer
         self.batch = None if np.ndim(c) == 0 else len(c)
 
+    def tensors(self, model):
+        step = model._steps[_final_step(model, self.layer)]
+        return [step.output, *step.inputs]
+
     def __call__(self, trace):
         model = trace.model
         i = _final_step(model, self.layer)
@@ -242,7 +254,18 @@ def diversity(layer):
     return _Diversity(layer)
 
 
+def trace_for(model, objective, x):
+    """A forward pass that stops at the last layer the objective reads and keeps only what it reads
+    and what one input gradient needs (a lean :class:`~npcnn.Trace`): an objective on conv1 of a deep
+    model costs one layer, not the whole model."""
+    if callable(model._rule):  # a custom backward rule may read any activation: keep everything
+        return model.trace(x)
+    ids = objective.tensors(model)
+    upto = max(model._producer.get(t, -1) for t in ids)
+    return Trace(model, model._prepare(x), lean=True, keep=ids, upto=upto)
+
+
 def objective_value(model, objective, x):
     """The objective's value for each image of x: (N, H, W, C) -> (N,)."""
-    values, _ = objective(model.trace(x))
+    values, _ = objective(trace_for(model, objective, x))
     return np.asarray(values)

@@ -87,7 +87,7 @@ def plot_feature_grid(maps, layer="", image=0, cmap="gray", max_channels=64, pag
             dead = spread[c] <= 1e-6 * spread.max()
             ax.imshow(np.zeros_like(m[..., c]) if dead else m[..., c], cmap=cmap, vmin=-1 if dead else None,
                       vmax=1 if dead else None)
-            ax.set_title(f"{c} (flat: {np.abs(m[..., c]).max():.0e})" if dead else f"{c}", fontsize=8, pad=2)
+            ax.set_title(f"{c} (flat, max |v| {np.abs(m[..., c]).max():.1g})" if dead else f"{c}", fontsize=8, pad=2)
     fig.suptitle(f"{layer}  {shape}  {what}".strip(), fontsize=10)
     fig.tight_layout()
     return fig
