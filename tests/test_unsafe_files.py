@@ -105,3 +105,13 @@ def test_safe_twin_loads():
     model = npcnn.io.model_from_config(json.dumps(cfg))
     assert [layer.name for layer in model.layers] == ["x", "dense", "evil", "head"]
     assert model.get_layer("evil").activation.name == "relu"
+
+
+def test_custom_loss_in_compile_config_is_ignored():
+    """npcnn never reads compile_config, so a custom loss there neither runs nor blocks loading."""
+    cfg = _model(EVIL_LAYERS["keras2 lambda"])
+    cfg["config"]["layers"][2] = _dense("evil", "dense")
+    cfg["compile_config"] = {"loss": {"module": "my_losses", "class_name": "function", "config": "focal",
+                                      "registered_name": "my_pkg>focal"}}
+    model = npcnn.io.model_from_config(json.dumps(cfg))
+    assert "my_losses" not in sys.modules and model.get_layer("evil").units == 2

@@ -11,6 +11,10 @@ from ..errors import UnsafeModelError
 CODE_LAYERS = {"Lambda": "a Lambda layer carries marshalled Python bytecode",
                "__lambda__": "a serialized Python lambda carries marshalled bytecode"}
 
+# Parts of a config npcnn never reads (optimizer, loss, metrics): whatever they name is never touched, so a
+# custom loss does not make a model unloadable.
+UNUSED = ("compile_config", "training_config")
+
 # Modules Keras's own serialisation writes (Keras 3 "keras.layers", "keras.src.models.functional",
 # tf_keras "tf_keras.src.engine.functional", initializers, activations...). Anything else is a user module.
 _KERAS_MODULES = ("keras", "tf_keras", "keras_core", "tensorflow.keras", "tensorflow.python.keras")
@@ -42,8 +46,9 @@ def _walk(node, where, layer):
     elif isinstance(node.get("name"), str) and "class_name" in node:
         layer = node["name"]
     _check_object(node, where, layer)
-    for value in node.values():
-        _walk(value, where, layer)
+    for key, value in node.items():
+        if key not in UNUSED:
+            _walk(value, where, layer)
 
 
 def _refuse(where, layer, why):
