@@ -2,7 +2,7 @@
 side with the same model, optimiser and batch size in Keras 3 / TensorFlow, in one run.
 
     python3 benchmarks/bench_train.py                          # batch 128, both sides, prints a table
-    python3 benchmarks/bench_train.py --batch-size 64 --tf-python /work/venv-tf/bin/python
+    python3 benchmarks/bench_train.py --batch-size 64 --blas-threads 1 --tf-python /work/venv-tf/bin/python
 
 Each side runs in a fresh process without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (old workarounds that slow
 current NumPy), one after the other, with the machine's load average printed next to each time because
@@ -74,8 +74,11 @@ def side(python, name, args):
     """Run one side in a fresh process; its result is the last line of stdout (JSON)."""
     cmd = [python, os.path.abspath(__file__), "--side", name, "--batch-size", str(args.batch_size),
            "--limit", str(args.limit)]
+    env = dict(CLEAN_ENV)
+    if name == "npcnn" and args.blas_threads:
+        env["OPENBLAS_NUM_THREADS"] = str(args.blas_threads)
     load = os.getloadavg()[0]
-    out = subprocess.run(cmd, env=CLEAN_ENV, capture_output=True, text=True)
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed", "load": load}
     return {**json.loads(out.stdout.strip().splitlines()[-1]), "load": load, "load_after": os.getloadavg()[0]}
@@ -86,13 +89,16 @@ def main():
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--limit", type=int, default=60000, help="images per epoch (60000: the full set)")
     p.add_argument("--tf-python", default="/work/venv-tf/bin/python", help="a Python with Keras 3 + TF")
+    p.add_argument("--blas-threads", type=int, help="OPENBLAS_NUM_THREADS for npcnn only (default: OpenBLAS's "
+                   "own, every core; 1 is faster when other jobs share the cores)")
     p.add_argument("--side", choices=["npcnn", "keras"], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.side:
         run = run_npcnn if args.side == "npcnn" else run_keras
         print(json.dumps(run(args.batch_size, args.limit)))
         return
-    print(f"one epoch, {args.limit} Fashion-MNIST images, batch {args.batch_size}, {os.cpu_count()} cores")
+    print(f"one epoch, {args.limit} Fashion-MNIST images, batch {args.batch_size}, {os.cpu_count()} cores, "
+          f"npcnn BLAS threads {args.blas_threads or 'default'}")
     npc = side(sys.executable, "npcnn", args)
     ker = side(args.tf_python, "keras", args) if os.path.exists(args.tf_python) else {"error": "no TF python"}
     for name, r in (("npcnn", npc), ("keras/TF", ker)):
