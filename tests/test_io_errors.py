@@ -172,3 +172,40 @@ def test_tfjs_truncated_shard_and_escaping_path(tmp_path):
     escape.mkdir()
     (escape / "model.json").write_text(json.dumps(doc))
     raises(FormatError, escape, "leaves the model's folder")
+
+
+def _paths(node, prefix=()):
+    """Every (path, value) in a JSON tree."""
+    yield prefix, node
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+    for k, v in items:
+        yield from _paths(v, prefix + (k,))
+
+
+def test_mutated_configs_raise_only_npcnn_errors():
+    """Damage a real config at random places (delete, or replace by another JSON value): the result is a
+    model or an NpcnnError, never a raw KeyError/TypeError/ValueError from deep inside."""
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+    base = json.load(open(fixture("nested_shared.k3.json")))
+    places = [p for p, _ in _paths(base) if p]
+    junk = st.one_of(st.none(), st.integers(-3, 3), st.text(max_size=3), st.lists(st.integers(-1, 2), max_size=3),
+                     st.just({}), st.just(1e300))
+
+    @hypothesis.settings(max_examples=150, deadline=None, derandomize=True, database=None)
+    @hypothesis.given(st.sampled_from(places), st.booleans(), junk)
+    def check(path, delete, value):
+        cfg = json.loads(json.dumps(base))
+        parent = cfg
+        for k in path[:-1]:
+            parent = parent[k]
+        if delete and isinstance(parent, dict):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = value
+        try:
+            npcnn.io.model_from_config(cfg)
+        except npcnn.NpcnnError:
+            pass
+
+    check()

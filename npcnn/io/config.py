@@ -15,6 +15,7 @@ carry their children); :func:`build` creates layers from ``npcnn.layers.CLASSES`
 from a file becomes a class) and wires them with the functional API, the way Keras's own
 ``Functional.from_config`` replays the recorded calls.
 """
+import contextlib
 import json
 import re
 
@@ -24,6 +25,7 @@ from ..layers import CLASSES
 from ..layers.base import zero_init
 from ..model import Input, Model, Sequential
 from . import safety
+from .guard import reading
 
 MODEL_CLASSES = {"Functional": "Functional", "Model": "Functional", "Sequential": "Sequential"}
 
@@ -63,8 +65,9 @@ class Spec:
     children / inputs / outputs: for models. layer: the npcnn object once built.
     """
 
-    def __init__(self, name, class_name, config, calls, kind="layer"):
+    def __init__(self, name, class_name, config, calls, kind="layer", module=None):
         self.name, self.class_name, self.config, self.calls, self.kind = name, class_name, config, calls, kind
+        self.module = module
         self.children, self.inputs, self.outputs, self.layer = [], [], [], None
         self.node_offset = 0
 
@@ -110,6 +113,11 @@ def detect_dialect(config, version=None):
 def parse(config, where, dialect):
     """The top-level model config (dict) -> a model :class:`Spec`. Safety is checked first, on all of it."""
     safety.check_config(config, where)
+    with reading(where, "reading the model config"):
+        return _parse_model(config, where, dialect)
+
+
+def _parse_model(config, where, dialect):
     if not isinstance(config, dict) or "class_name" not in config:
         raise FormatError(f"{where}: expected a Keras model config with 'class_name' and 'config', "
                           f"got {type(config).__name__} with keys {list(config)[:6] if isinstance(config, dict) else ''}")
@@ -120,6 +128,8 @@ def parse(config, where, dialect):
 
 
 def _parse_entry(entry, where, dialect):
+    if not isinstance(entry, dict):
+        raise FormatError(f"{where}: expected a layer entry (a JSON object), got {str(entry)[:120]!r}")
     cls = entry.get("class_name")
     cfg = entry.get("config", {})
     if not isinstance(cls, str):
@@ -130,8 +140,8 @@ def _parse_entry(entry, where, dialect):
     if not isinstance(cfg, dict):
         raise FormatError(f"{where}: layer entry {cls} has a config of type {type(cfg).__name__}")
     name = entry.get("name") or cfg.get("name") or _snake(cls)
-    spec = Spec(name, cls, cfg, _parse_calls(entry.get("inbound_nodes", []), where, name), kind)
-    spec.module = entry.get("module")
+    spec = Spec(name, cls, cfg, _parse_calls(entry.get("inbound_nodes", []), where, name), kind,
+                entry.get("module"))
     if kind == "layer":
         return spec
     children = cfg.get("layers")
@@ -173,8 +183,8 @@ def _parse_calls(nodes, where, layer):
     for node in nodes or []:
         if isinstance(node, dict):  # Keras 3
             args = node.get("args", [])
-            tensors = _keras_tensors(args)
-            if _keras_tensors(node.get("kwargs", {})):
+            tensors = _keras_tensors(args, where, layer)
+            if _keras_tensors(node.get("kwargs", {}), where, layer):
                 raise UnsupportedError(f"{where}: layer {layer!r} is called with tensors as keyword arguments "
                                        "(e.g. a mask); npcnn supports positional tensor inputs only")
             as_list = bool(args) and isinstance(args[0], (list, tuple))
@@ -193,20 +203,21 @@ def _parse_calls(nodes, where, layer):
     return calls
 
 
-def _keras_tensors(obj):
+def _keras_tensors(obj, where, layer):
     """Every __keras_tensor__'s keras_history in an args/kwargs structure, depth first."""
     out = []
     if isinstance(obj, dict):
         if obj.get("class_name") == "__keras_tensor__":
-            h = obj.get("config", {}).get("keras_history")
+            h = (obj.get("config") or {}).get("keras_history")
             if not isinstance(h, list) or len(h) != 3:
-                raise FormatError(f"a __keras_tensor__ without a readable keras_history: {str(obj)[:200]}")
+                raise FormatError(f"{where}: layer {layer!r} has an input without a readable keras_history: "
+                                  f"{str(obj)[:200]}")
             return [(str(h[0]), int(h[1]), int(h[2]))]
         for v in obj.values():
-            out += _keras_tensors(v)
+            out += _keras_tensors(v, where, layer)
     elif isinstance(obj, (list, tuple)):
         for v in obj:
-            out += _keras_tensors(v)
+            out += _keras_tensors(v, where, layer)
     return out
 
 
@@ -285,7 +296,7 @@ def layer_class(spec, where):
     cls = CLASSES.get(spec.class_name)
     if cls is not None:
         return cls
-    module = getattr(spec, "module", None)
+    module = spec.module
     if spec.class_name in KNOWN_KERAS_LAYERS or (module and safety.keras_module(module)):
         raise UnsupportedError(f"{where}: layer {spec.name!r} is a Keras {spec.class_name} layer, which npcnn "
                                f"does not implement (npcnn has: {', '.join(sorted(CLASSES))})")
@@ -301,10 +312,9 @@ def build(spec, where, dialect, lazy_weights=True):
     lazy_weights: build every layer with zero weights (the caller fills them from the file).
     """
     check_classes(spec, where)
-    if lazy_weights:
-        with zero_init():
-            return _build_model(spec, where, dialect, None)
-    return _build_model(spec, where, dialect, None)
+    with reading(where, "building the model from its config"), (zero_init() if lazy_weights else contextlib.nullcontext()):
+        return _build_model(spec, where, dialect, None)
+
 
 
 def check_classes(spec, where):

@@ -9,7 +9,6 @@
 
 Every h5py / zipfile / json failure becomes a :class:`FormatError` naming the file and what was expected.
 """
-import contextlib
 import io
 import os
 import zipfile
@@ -19,21 +18,9 @@ import h5py
 from ..errors import FormatError, InputError, NpcnnError, UnsupportedError
 from . import config as cfgmod
 from . import weights as wmod
+from .guard import reading
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
-
-@contextlib.contextmanager
-def reading(where, what):
-    """Turn any low-level failure inside the block into a FormatError naming the file and the step."""
-    try:
-        yield
-    except NpcnnError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError, IndexError, AttributeError, RuntimeError, EOFError,
-            zipfile.BadZipFile, UnicodeDecodeError) as e:
-        raise FormatError(f"{where}: {what} failed ({type(e).__name__}: {e}); the file may be truncated, "
-                          "corrupt, or not what its name says") from None
 
 
 def load_model(path, config=None):
