@@ -346,3 +346,40 @@ def test_progress_bar_shows_loss_and_accuracy_and_verbose_0_is_silent(subset, ca
     model.fit(x, y, epochs=2, batch_size=20, verbose=1)
     err = capsys.readouterr().err
     assert "Epoch 1/2" in err and "Epoch 2/2" in err and "loss=" in err and "accuracy=" in err
+
+
+@pytest.mark.parametrize("loss", ["sparse_categorical_crossentropy", "categorical_crossentropy",
+                                  losses.SparseCategoricalCrossentropy(from_logits=True)])
+def test_training_gradient_of_the_whole_loss_matches_finite_differences(subset, loss):
+    """What train_step feeds the optimiser, d loss / d weight through the model (BatchNorm in training
+    mode), checked in float64 against central differences of the loss itself."""
+    from conftest import check_gradient
+    npcnn.set_seed(1)
+    last = "linear" if isinstance(loss, losses.Loss) else "softmax"
+    model = npcnn.Sequential([
+        L.Rescaling(1 / 255, input_shape=(28, 28, 1)), L.Conv2D(3, 3, strides=3, activation="relu", name="c"),
+        L.BatchNormalization(name="bn"), L.MaxPooling2D(3, name="p"), L.Flatten(),
+        L.Dense(10, activation=last, name="d")]).astype("float64")
+    model.compile(optimizer="sgd", loss=loss)
+    # zero biases on black background pixels put every ReLU input exactly on the kink, where finite
+    # differences see half a slope: move the biases off zero
+    r = np.random.default_rng(2)
+    for name in ("c", "d"):
+        bias = model.get_layer(name).params["bias"]
+        bias += r.uniform(0.05, 0.1, bias.shape)
+    x, y = subset[0][:6].astype(np.float64), subset[1][:6]
+    y = np.eye(10)[y] if loss == "categorical_crossentropy" else y
+    bn = model.get_layer("bn")
+    moving = {k: bn.params[k].copy() for k in bn.non_trainable_names}
+
+    def value():
+        bn.params.update({k: v.copy() for k, v in moving.items()})  # each training-mode forward moves them
+        return model.loss(y, model.trace(x, training=True).outputs[0])
+
+    trace = model.trace(x, training=True)
+    _, dloss = model.loss.value_and_grad(y, trace.outputs[0])
+    grads = trace.param_gradients(cotangent=dloss)
+    weights = train.trainable_weights(model)
+    assert sorted(grads) == sorted(weights)
+    for key, w in weights.items():
+        check_gradient(value, w, grads[key], np.random.default_rng(0), n_coords=12, what=key)
