@@ -209,3 +209,18 @@ def test_mutated_configs_raise_only_npcnn_errors():
             pass
 
     check()
+
+
+def test_object_paths_cross_checked_by_stored_names(tmp_path):
+    """Keras >= 3.? writes each layer's name beside its vars; when the class-counter path holds another
+    layer's weights (here two paths swapped), the name wins and the model still matches Keras."""
+    path = str(tmp_path / "swapped.keras")
+
+    def swap(f):
+        f.move("layers/conv2d_1", "layers/tmp")
+        f.move("layers/conv2d_2", "layers/conv2d_1")
+        f.move("layers/tmp", "layers/conv2d_2")
+    _edit_k3_archive(fixture("conv2d.k3.keras"), path, edit_weights=swap)
+    ref = np.load(fixture("conv2d.ref.npz"))
+    out = npcnn.load_model(path).predict(ref["x"])
+    assert np.abs(out - ref["out"]).max() <= 1e-5 * np.abs(ref["out"]).max()
