@@ -241,3 +241,16 @@ def test_progress_bars_can_be_silenced(rng, capsys):
     F.top_k_images(m, x, "conv2d", k=2, batch_size=2, progress=False)
     F.maximize(m, F.channel("conv2d", 1), steps=2, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_receptive_field_of_a_real_mobilenet_v2():
+    """Hand count (and Araujo et al., Distill 2019): stem 3 (jump 2); each 3x3 depthwise adds 2 * jump;
+    stride-2 blocks 1, 3, 6, 13 double the jump -> 491 pixels, stride 32 at the last layer."""
+    import os
+    path = os.path.join(os.path.dirname(__file__), "fixtures", "tfjs", "nsfwjs_mobilenet_v2", "model.json")
+    m = npcnn.load_model(path)
+    # Conv1_pad pads ((0, 1), (0, 1)): unit 0 of the valid stride-2 stem sees rows 0..2, centre 1
+    assert F.receptive_field(m, "Conv1") == ((3, 3), (2, 2), (1, 1))
+    assert F.receptive_field(m, "block_1_depthwise")[:2] == ((11, 11), (4, 4))
+    assert F.receptive_field(m, "block_6_depthwise")[:2] == ((75, 75), (16, 16))
+    assert F.receptive_field(m, "out_relu")[:2] == ((491, 491), (32, 32))
