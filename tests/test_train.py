@@ -320,6 +320,8 @@ def test_bad_validation_and_calls_raise_before_any_epoch(subset):
         _compiled().fit(x[:, :20], y, verbose=0, callbacks=[rec])
     with pytest.raises(InputError, match="unknown loss"):
         _compiled(loss="hinge_of_doom")
+    with pytest.raises(InputError, match="monitors 'val_accuracy'"):
+        _compiled().fit(x, y, verbose=0, callbacks=[rec, train.EarlyStopping("val_accuracy")])
     with pytest.raises(InputError, match="unknown metric"):
         _small_model().compile(loss="mse", metrics=["f1"]).fit(x, np.zeros((40, 10)), verbose=0, callbacks=[rec])
     assert rec.begun == []

@@ -190,8 +190,15 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose=1, callbacks=N
                else _batches(*_validation_pair(validation_data), batch_size, False, "fit validation_data"))
         _check(model, val, "fit validation_data")
     steps = int(steps_per_epoch or len(train))
+    logged = ["loss"] + [m.name for m in metrics]
+    logged += [f"val_{k}" for k in logged] if val is not None else []
     history = callbacks_module.History()
     cbs = list(callbacks or []) + [history]
+    for cb in cbs:
+        watched = getattr(cb, "monitor", None)
+        if watched is not None and watched not in logged:
+            raise InputError(f"{type(cb).__name__} monitors {watched!r}, but fit logs only "
+                             f"{', '.join(logged)} (val_* needs validation_data or validation_split)")
     for cb in cbs:
         cb.set_model(model)
     model.stop_training = False
