@@ -385,3 +385,27 @@ def test_training_gradient_of_the_whole_loss_matches_finite_differences(subset, 
     assert sorted(grads) == sorted(weights)
     for key, w in weights.items():
         check_gradient(value, w, grads[key], np.random.default_rng(0), n_coords=12, what=key)
+
+
+def test_nested_base_trains_and_a_frozen_base_stays_put():
+    """Transfer learning's shape: a base model inside a bigger one, trained, then frozen as a whole."""
+    npcnn.set_seed(0)
+    base = npcnn.Sequential([L.Conv2D(4, 3, activation="relu", input_shape=(8, 8, 1), name="bc"),
+                             L.GlobalAveragePooling2D(name="gap")], name="base")
+    x = npcnn.Input((8, 8, 1))
+    model = npcnn.Model(x, L.Dense(3, activation="softmax", name="head")(base(x)))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    assert sorted(train.trainable_weights(model)) == ["base/bc/bias", "base/bc/kernel", "head/bias", "head/kernel"]
+    xs, ys = np.random.default_rng(0).random((24, 8, 8, 1)), np.arange(24) % 3
+    kernel = base.get_layer("bc").params["kernel"].copy()
+    model.fit(xs, ys, epochs=1, batch_size=8, verbose=0)
+    assert not np.array_equal(kernel, base.get_layer("bc").params["kernel"])
+    base.trainable = False
+    assert sorted(train.trainable_weights(model)) == ["head/bias", "head/kernel"]
+    kernel, head = base.get_layer("bc").params["kernel"].copy(), model.get_layer("head").params["kernel"].copy()
+    model.fit(xs, ys, epochs=1, batch_size=8, verbose=0)
+    assert np.array_equal(kernel, base.get_layer("bc").params["kernel"])
+    assert not np.array_equal(head, model.get_layer("head").params["kernel"])
+    x2 = npcnn.Input((4,))
+    with pytest.raises(npcnn.UnsupportedError, match="several outputs"):
+        npcnn.Model(x2, [L.Dense(2)(x2), L.Dense(3)(x2)]).compile("adam", "mse")
