@@ -51,7 +51,7 @@ def cases():
     out = []
     for app in APPS:
         for top in ("notop", "top"):
-            marks = [pytest.mark.slow] if app in BIG and top == "top" else []
+            marks = [pytest.mark.slow] if app in BIG else []
             out.append(pytest.param(app, top, ".json", marks=marks, id=f"{app}.{top}"))
     for app in ("VGG16", "ResNet50"):  # tf_keras's config of the same network
         out.append(pytest.param(app, "notop", ".k2.json", marks=[pytest.mark.slow], id=f"{app}.notop.k2"))
