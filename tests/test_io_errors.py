@@ -148,8 +148,9 @@ def test_math_changing_option_is_unsupported(tmp_path):
                      edit_config=lambda cfg: _layer(cfg, "ln")["config"].update(rms_scaling=True))
     raises(UnsupportedError, path, "'ln'", "rms_scaling")
     cf = str(tmp_path / "cf.keras")
+    channels_first = {"data_format": "channels_first"}
     _edit_k3_archive(fixture("conv2d.k3.keras"), cf,
-                     edit_config=lambda cfg: _layer(cfg, "conv_same_relu")["config"].update(data_format="channels_first"))
+                     edit_config=lambda cfg: _layer(cfg, "conv_same_relu")["config"].update(channels_first))
     raises(UnsupportedError, cf, "conv_same_relu", "channels_first")
 
 

@@ -61,7 +61,8 @@ EVIL_LAYERS = {
                                                          "function_type": "lambda", "module": "__main__"}},
     "keras3 lambda": {"class_name": "Lambda", "module": "keras.layers", "config": {
         "name": "evil", "function": {"class_name": "__lambda__", "config": {"code": "4wEAAAAAAAAA"}}}},
-    "module outside keras": {"class_name": "Dense", "module": "npcnn_marker_module", "config": {"name": "evil", "units": 2}},
+    "module outside keras": {"class_name": "Dense", "module": "npcnn_marker_module",
+                             "config": {"name": "evil", "units": 2}},
     "registered custom": {"class_name": "MyLayer", "module": None, "registered_name": "my_pkg>MyLayer",
                           "config": {"name": "evil"}},
     "unknown class": {"class_name": "MyCustomBlock", "config": {"name": "evil"}},

@@ -69,6 +69,7 @@ class Spec:
         self.name, self.class_name, self.config, self.calls, self.kind = name, class_name, config, calls, kind
         self.module = module
         self.children, self.inputs, self.outputs, self.layer = [], [], [], None
+        self.by_name = {}
         self.node_offset = 0
 
     @property
@@ -119,8 +120,9 @@ def parse(config, where, dialect):
 
 def _parse_model(config, where, dialect):
     if not isinstance(config, dict) or "class_name" not in config:
+        keys = list(config)[:6] if isinstance(config, dict) else ""
         raise FormatError(f"{where}: expected a Keras model config with 'class_name' and 'config', "
-                          f"got {type(config).__name__} with keys {list(config)[:6] if isinstance(config, dict) else ''}")
+                          f"got {type(config).__name__} {keys}")
     spec = _parse_entry(config, where, dialect)
     if not spec.is_model:
         raise UnsupportedError(f"{where}: the config describes a single {spec.class_name} layer, not a model")
@@ -312,9 +314,9 @@ def build(spec, where, dialect, lazy_weights=True):
     lazy_weights: build every layer with zero weights (the caller fills them from the file).
     """
     check_classes(spec, where)
-    with reading(where, "building the model from its config"), (zero_init() if lazy_weights else contextlib.nullcontext()):
+    weights = zero_init() if lazy_weights else contextlib.nullcontext()
+    with reading(where, "building the model from its config"), weights:
         return _build_model(spec, where, dialect, None)
-
 
 
 def check_classes(spec, where):
@@ -406,7 +408,7 @@ def _build_sequential(spec, where, dialect, input_tensors):
 def _lookup(spec, tensors, ref, where, what):
     """The tensor a reference (layer, node, tensor) points to, after Keras 2's node renumbering."""
     name, node, index = ref
-    child = spec.by_name.get(name) if hasattr(spec, "by_name") else None
+    child = spec.by_name.get(name)
     call = node if child is None or child.is_input else node - child.node_offset
     outs = tensors.get((name, call))
     if outs is None:
