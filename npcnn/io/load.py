@@ -15,7 +15,7 @@ import zipfile
 
 import h5py
 
-from ..errors import FormatError, InputError, NpcnnError, UnsupportedError
+from ..errors import FormatError, InputError, UnsupportedError
 from . import config as cfgmod
 from . import weights as wmod
 from .guard import reading
