@@ -254,3 +254,51 @@ def test_receptive_field_of_a_real_mobilenet_v2():
     assert F.receptive_field(m, "block_1_depthwise")[:2] == ((11, 11), (4, 4))
     assert F.receptive_field(m, "block_6_depthwise")[:2] == ((75, 75), (16, 16))
     assert F.receptive_field(m, "out_relu")[:2] == ((491, 491), (32, 32))
+
+
+try:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover - hypothesis is a test dependency
+    given = None
+
+if given is not None:
+    layer_spec = st.tuples(st.sampled_from(["conv", "avg"]), st.integers(1, 4), st.integers(1, 3),
+                           st.sampled_from(["valid", "same"]), st.integers(1, 2))
+
+    @settings(max_examples=25, deadline=None)
+    @given(specs=st.lists(layer_spec, min_size=1, max_size=4), size=st.integers(17, 26))
+    def test_receptive_field_equals_gradient_support_on_random_stacks(specs, size):
+        """Any stack of convs (kernel, stride, padding, dilation) and average pools: the input pixels a
+        unit depends on span exactly its receptive-field window (inside the image; at a border, strides
+        larger than kernels or dilation may leave the clipped end of the window unread)."""
+        h = inp = npcnn.Input((size, size, 1))
+        n = size
+        for kind, k, s, pad, d in specs:
+            eff = (k - 1) * d + 1 if kind == "conv" else k
+            if pad == "valid" and n < eff:
+                break
+            h = (Conv2D(1, k, strides=s, padding=pad, dilation_rate=d if s == 1 else 1)(h) if kind == "conv"
+                 else AveragePooling2D(k, strides=s, padding=pad)(h))
+            n = h.shape[1]
+        if h is inp:
+            return
+        m = npcnn.Model(inp, h).astype("float64")
+        for layer in m.layers[1:]:
+            for p in layer.params.values():
+                p[...] = 1.0
+        key = m.layers[-1].name
+        rf = F.receptive_field(m, key)
+        x = np.ones((1, size, size, 1))
+        out = m.predict(x)
+        for pos in {(0, 0), (out.shape[1] - 1, out.shape[2] - 1), (out.shape[1] // 2, 0)}:
+            cot = np.zeros_like(out)
+            cot[0, pos[0], pos[1], 0] = 1
+            g = m.input_gradient(x, cotangent=cot)[0, ..., 0]
+            for axis, got in enumerate(np.nonzero(g)):
+                lo = rf.offset[axis] + pos[axis] * rf.stride[axis] - (rf.size[axis] - 1) / 2
+                hi = lo + rf.size[axis] - 1
+                if 0 <= lo and hi <= size - 1:  # the whole window is inside: its ends are read
+                    assert (got.min(), got.max()) == (lo, hi), (specs, pos)
+                else:  # hanging over the border: what is read lies in the clipped window
+                    assert got.min() >= max(lo, 0) and got.max() <= min(hi, size - 1), (specs, pos)
