@@ -129,6 +129,77 @@ def _mish_backward(dy, z):
     return dy * (t + z * (1 - t * t) * _sigmoid(z))
 
 
+# Keras 3's further activations (keras.activations): forward and derivative side by side.
+def _piecewise(z, cuts, values):
+    """np.select over conditions on z, cast back to z's dtype."""
+    return np.select(cuts, values, default=0.0).astype(z.dtype, copy=False)
+
+
+def _celu(z, alpha=1.0):
+    return (np.maximum(z, 0) + alpha * np.expm1(np.minimum(z, 0) / alpha)).astype(z.dtype, copy=False)
+
+
+def _celu_backward(dy, z, alpha=1.0):
+    return dy * np.where(z > 0, 1.0, np.exp(np.minimum(z, 0) / alpha)).astype(z.dtype, copy=False)
+
+
+def _glu(z, axis=-1):
+    """a * sigmoid(b) with (a, b) the two halves of z along ``axis``: the output is half as wide."""
+    a, b = np.split(z, 2, axis=axis)
+    return a * _sigmoid(b)
+
+
+def _glu_backward(dy, z, axis=-1):
+    a, b = np.split(z, 2, axis=axis)
+    s = _sigmoid(b)
+    return np.concatenate([dy * s, dy * a * s * (1 - s)], axis=axis)
+
+
+def _shrink(z, threshold=0.5, soft=False):
+    shift = threshold if soft else 0.0
+    return _piecewise(z, [z > threshold, z < -threshold], [z - shift, z + shift])
+
+
+def _sparse_plus(z):
+    return _piecewise(z, [z >= 1, z > -1], [z, 0.25 * (z + 1) ** 2])
+
+
+def _sparsemax(z, axis=-1):
+    """Euclidean projection of z onto the probability simplex (Martins & Astudillo 2016):
+    y = max(z - tau, 0), tau chosen so that y sums to 1 along ``axis``."""
+    zs = -np.sort(-z, axis=axis)
+    k = np.arange(1, z.shape[axis] + 1, dtype=z.dtype).reshape([-1 if a == axis % z.ndim else 1
+                                                                 for a in range(z.ndim)])
+    cums = np.cumsum(zs, axis=axis)
+    support = (1 + k * zs > cums).sum(axis=axis, keepdims=True)
+    tau = (np.take_along_axis(cums, support - 1, axis=axis) - 1) / support
+    return np.maximum(z - tau, 0).astype(z.dtype, copy=False)
+
+
+def _sparsemax_backward(dy, y, axis=-1):
+    """On the support S (y > 0): dz = dy - mean_S(dy); zero elsewhere."""
+    on = y > 0
+    mean = (dy * on).sum(axis=axis, keepdims=True) / on.sum(axis=axis, keepdims=True)
+    return np.where(on, dy - mean, 0).astype(dy.dtype, copy=False)
+
+
+KERAS3_EXTRA = [
+    ("celu", _celu, _celu_backward, "z"),
+    ("hard_shrink", _shrink, lambda dy, z, threshold=0.5: dy * (np.abs(z) > threshold), "z"),
+    ("soft_shrink", lambda z, threshold=0.5: _shrink(z, threshold, soft=True),
+     lambda dy, z, threshold=0.5: dy * (np.abs(z) > threshold), "z"),
+    ("hard_tanh", lambda z: np.clip(z, -1, 1), lambda dy, z: dy * (np.abs(z) <= 1), "z"),
+    ("log_sigmoid", lambda z: -_softplus(-z), lambda dy, z: dy * _sigmoid(-z), "z"),
+    ("sparse_plus", _sparse_plus, lambda dy, z: dy * _piecewise(z, [z >= 1, z > -1], [1.0, 0.5 * (z + 1)]), "z"),
+    ("sparse_sigmoid", lambda z: _piecewise(z, [z >= 1, z > -1], [1.0, 0.5 * (z + 1)]),
+     lambda dy, z: dy * _piecewise(z, [z >= 1, z > -1], [0.0, 0.5]), "z"),
+    ("sparsemax", _sparsemax, _sparsemax_backward, "y"),
+    ("squareplus", lambda z, b=4.0: (z + np.sqrt(z * z + b)) / 2,
+     lambda dy, z, b=4.0: dy * (1 + z / np.sqrt(z * z + b)) / 2, "z"),
+    ("tanh_shrink", lambda z: z - np.tanh(z), lambda dy, z: dy * np.tanh(z) ** 2, "z"),
+]
+
+
 class Activation:
     """One activation: ``forward(z) -> y``, ``backward(dy, saved) -> dz``, ``uses`` in {"z", "y"}."""
 
@@ -178,13 +249,18 @@ ACTIVATIONS = {a.name: a for a in [
     Activation("softsign", lambda z: z / (1 + np.abs(z)), lambda dy, z: dy / (1 + np.abs(z)) ** 2),
     Activation("exponential", np.exp, lambda dy, y: dy * y, uses="y"),
     Activation("mish", _mish, _mish_backward),
-]}
+] + [Activation(name, f, b, uses=u) for name, f, b, u in KERAS3_EXTRA]}
+# Not elementwise: glu halves the last axis (the Activation layer's output_shape knows), so it is kept
+# out of ACTIVATIONS, which lists the shape-preserving ones.
+SHAPE_CHANGING = {"glu": Activation("glu", _glu, _glu_backward)}
 ALIASES = {"silu": "swish", "hard_silu": "hard_swish", None: "linear", "": "linear"}
 
 
 def get(name):
     """The :class:`Activation` for a Keras activation name (``"relu"``, ``"silu"``...)."""
     key = ALIASES.get(name, name)
+    if key in SHAPE_CHANGING:
+        return SHAPE_CHANGING[key]
     if key not in ACTIVATIONS:
         raise InputError(f"unknown activation {name!r}; known: {', '.join(sorted(ACTIVATIONS))}")
     return ACTIVATIONS[key]

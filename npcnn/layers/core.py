@@ -83,6 +83,12 @@ class Activation(Layer):
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable, "activation": self.activation.name}
 
+    def output_shape(self, input_shape):
+        if self.activation.name == "glu":  # the two halves of the last axis are multiplied together
+            last = input_shape[-1]
+            return (*input_shape[:-1], None if last is None else last // 2)
+        return input_shape
+
 
 class Flatten(Layer):
     """x (N, d1, d2, ...) -> (N, d1*d2*...) in C order (as Keras on channels_last); dx = reshape back."""
