@@ -210,3 +210,17 @@ def test_class_logit_fourier_octaves_and_normalized_ascent(trained):
 def test_octave_sizes():
     assert F.octave_sizes((64, 64), 3, 1.4) == [(33, 33), (46, 46), (64, 64)]
     assert F.octave_sizes((20, 30), 1, 2.0) == [(20, 30)]
+
+
+def test_diversity_term_makes_the_batch_differ(trained):
+    """Olah et al. 2017: channel + w * diversity gives images whose styles (Gram matrices) differ more
+    than the same optimisation without the term, and each still excites the channel."""
+    model, value_range, (layer, _) = trained
+    div = F.diversity(layer)
+    kw = dict(batch=3, steps=12, input_range=value_range, progress=False, lr=0.1)
+    plain = F.maximize(model, F.channel(layer, 3), **kw)
+    varied = F.maximize(model, F.channel(layer, 3) + 2.0 * div, **kw)
+    noise = F.maximize(model, F.channel(layer, 3), **{**kw, "steps": 0})
+    start = F.objective_value(model, F.channel(layer, 3), noise)
+    assert F.objective_value(model, div, varied).mean() > F.objective_value(model, div, plain).mean() + 0.1
+    assert np.all(F.objective_value(model, F.channel(layer, 3), varied) > 2 * start)
