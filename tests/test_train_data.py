@@ -184,3 +184,13 @@ def test_augmentation_is_seeded_and_flips_are_mirrors():
     heavy = ImageDataGenerator(rotation_range=40, zoom_range=0.2, width_shift_range=0.2)
     moved = np.concatenate([b[0] for b in heavy.flow(x, batch_size=16, seed=0)])
     assert moved.min() >= 0 and moved.max() <= 255 and not np.allclose(np.sort(moved, 0), np.sort(x, 0))
+
+
+def test_shift_ranges_of_one_or_more_are_pixels():
+    """Keras's convention: width_shift_range=0.5 is half the width, width_shift_range=3 is 3 pixels."""
+    rng = np.random.default_rng(0)
+    centre = np.array([9.5, 4.5, 1.0])
+    for hs, ws, bound in ((0.5, 0, (10, 0)), (3, 2, (3, 2))):
+        mats = ImageDataGenerator(height_shift_range=hs, width_shift_range=ws).transform_matrices(400, (20, 10), rng)
+        moved = np.abs(np.einsum("nij,j->ni", mats, centre)[:, :2] - centre[:2]).max(0)
+        assert np.all(moved <= bound) and moved[0] > 0.9 * bound[0]

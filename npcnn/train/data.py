@@ -12,11 +12,12 @@ A *batch source* is anything with ``len(source)`` (batches per epoch) and ``iter
 
 Augmentation, per image, as Keras writes it: output pixel (r, c) is read from the input at
 ``M @ (r, c, 1)``, M = centre^-1 . rotation(theta) . shift(tx, ty) . zoom(zx, zy) . centre, with
-theta ~ U(-rotation_range, +rotation_range) degrees, tx ~ U(-h, h) * height (h = height_shift_range), ty
-likewise for the width, zx, zy ~ U(1 - zoom_range, 1 + zoom_range) independently (zx > 1 zooms *out*:
-each output pixel reads from farther away), then a left-right flip with probability 1/2; values between
-pixels are interpolated bilinearly and points outside the image take the nearest edge pixel
-(``fill_mode="nearest"``) or ``cval`` (``"constant"``). Rescaling comes after the transform.
+theta ~ U(-rotation_range, +rotation_range) degrees, tx ~ U(-h, h) * height (h = height_shift_range; a
+range of 1 or more is in pixels, not multiplied), ty likewise for the width, zx, zy ~ U(1 - zoom_range,
+1 + zoom_range) independently (zx > 1 zooms *out*: each output pixel reads from farther away), then a
+left-right flip with probability 1/2; values between pixels are interpolated bilinearly and points outside
+the image take the nearest edge pixel (``fill_mode="nearest"``) or ``cval`` (``"constant"``). Rescaling
+comes after the transform.
 """
 import math
 import os
@@ -204,8 +205,10 @@ class ImageDataGenerator:
         """(n, 3, 3) matrices taking output (row, col, 1) to input coordinates, one random draw each."""
         h, w = hw
         theta = np.deg2rad(rng.uniform(-self.rotation_range, self.rotation_range, n))
-        tx = rng.uniform(-self.height_shift_range, self.height_shift_range, n) * h
-        ty = rng.uniform(-self.width_shift_range, self.width_shift_range, n) * w
+        hs, ws = self.height_shift_range, self.width_shift_range
+        # as Keras: a range below 1 is a fraction of the image size, from 1 up a number of pixels
+        tx = rng.uniform(-hs, hs, n) * (h if hs < 1 else 1)
+        ty = rng.uniform(-ws, ws, n) * (w if ws < 1 else 1)
         zx, zy = rng.uniform(*self.zoom_range, (2, n))
         cos, sin, zero, one = np.cos(theta), np.sin(theta), np.zeros(n), np.ones(n)
         rot = np.stack([cos, -sin, zero, sin, cos, zero, zero, zero, one], 1).reshape(n, 3, 3)
