@@ -302,3 +302,30 @@ if given is not None:
                     assert (got.min(), got.max()) == (lo, hi), (specs, pos)
                 else:  # hanging over the border: what is read lies in the clipped window
                     assert got.min() >= max(lo, 0) and got.max() <= min(hi, size - 1), (specs, pos)
+
+
+@pytest.mark.parametrize("name,layer,size", [("VGG16", "block5_pool", 212), ("ResNet50", "conv5_block3_out", 483),
+                                             ("InceptionV3", "mixed10", 1311), ("MobileNetV2", "out_relu", 491)])
+def test_receptive_fields_of_keras_applications_match_the_published_values(name, layer, size):
+    """Keras's own configs of keras.applications models; sizes as tabulated by Araujo, Norris & Sim,
+    "Computing Receptive Fields of Convolutional Neural Networks" (Distill, 2019); stride 32 for all."""
+    import json
+    import os
+    from npcnn.io import model_from_config
+    path = os.path.join(os.path.dirname(__file__), "fixtures", "keras", f"{name}.notop.json")
+    with open(path) as f:
+        m = model_from_config(json.load(f))
+    assert F.receptive_field(m, layer)[:2] == ((size, size), (32, 32))
+
+
+def test_squeeze_excite_and_dense_units_are_global():
+    inp = npcnn.Input((16, 16, 2))
+    h = Conv2D(2, 3, padding="same", name="c")(inp)
+    se = GlobalAveragePooling2D(keepdims=True, name="gap")(h)
+    se = Conv2D(2, 1, name="se")(se)
+    from npcnn.layers import Multiply
+    out = Multiply(name="scaled")([h, se])
+    m = npcnn.Model(inp, out)
+    assert F.receptive_field(m, "gap") == ((18, 18), (0, 0), (7.5, 7.5))      # all 16 pixels + the padding
+    # the gate scales every unit alike: the window that moves with a unit is the conv's
+    assert F.receptive_field(m, "scaled") == F.receptive_field(m, "c") == ((3, 3), (1, 1), (0, 0))

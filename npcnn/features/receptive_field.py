@@ -8,7 +8,10 @@ Per spatial axis, a unit of a layer sees an input window described by three numb
     start_out  = start_in - pad_before * jump_in                input row of the window of unit 0
 
 ``start`` can be negative: windows near the border hang over the zero padding. Where branches meet
-(Add, Concatenate) the window is the union of the branches' windows.
+(Add, Concatenate) the window is the union of the branches' windows. Global units (after global
+pooling, Flatten, Dense) have jump 0 and see the whole input; where such a branch meets a spatial one
+(a squeeze-excite gate multiplied onto a feature map) it is left out: it scales all units alike, and the
+window that moves with the unit is the spatial branch's (the "local" receptive field).
 """
 from collections import namedtuple
 
@@ -23,7 +26,8 @@ from ..layers.reshaping import Cropping2D, UpSampling2D, ZeroPadding2D
 
 ReceptiveField = namedtuple("ReceptiveField", "size stride offset")
 ReceptiveField.__doc__ = """Per axis (rows, cols): ``size`` window length, ``stride`` (jump) between units,
-``offset`` input coordinate of the centre of unit (0, 0)'s window (may be fractional or negative)."""
+``offset`` input coordinate of the centre of unit (0, 0)'s window (may be fractional or negative).
+Stride 0: the units are global (after global pooling, Flatten or Dense) and see the whole input."""
 
 
 def tensor_shapes(model, input_shape=None):
@@ -67,8 +71,9 @@ def _step_field(step, fields, shapes):
     in_shape = shapes[step.inputs[0]]
     out_shape = shapes[step.output]
     if isinstance(layer, (_GlobalPool, Flatten, Dense, Reshape)) or len(out_shape) != 4:
-        # every unit sees the whole of its input's field
-        return [(f[0] + (n - 1) * f[1], f[1] * n, f[2]) if n else f
+        # every unit sees the whole of its input's field; jump 0 marks a global unit (no spatial grid),
+        # so a squeeze-excite branch multiplied back onto a feature map keeps that map's jump
+        return [(f[0] + (n - 1) * f[1], 0, f[2]) if n else f
                 for f, n in zip(ins[0], in_shape[1:3])] if len(in_shape) == 4 else ins[0]
     geo = _axis_geometry(layer, in_shape[1:3])
     if geo is not None:
@@ -86,6 +91,8 @@ def _step_field(step, fields, shapes):
     if out_shape[1:3] != in_shape[1:3] and len(in_shape) == 4:
         raise UnsupportedError(f"layer {step.key!r} ({type(layer).__name__}) changes the spatial size; npcnn "
                                "does not know its receptive field")
+    local = [f for f in ins if any(jump for _, jump, _ in f)]
+    ins = local or ins  # a global branch (a squeeze-excite gate) scales every unit the same: left out
     if len(ins) == 1:
         return ins[0]
     merged = []
