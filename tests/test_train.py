@@ -323,7 +323,7 @@ def test_bad_validation_and_calls_raise_before_any_epoch(subset):
     with pytest.raises(InputError, match="monitors 'val_accuracy'"):
         _compiled().fit(x, y, verbose=0, callbacks=[rec, train.EarlyStopping("val_accuracy")])
     with pytest.raises(InputError, match="unknown metric"):
-        _small_model().compile(loss="mse", metrics=["f1"]).fit(x, np.zeros((40, 10)), verbose=0, callbacks=[rec])
+        _small_model().compile(loss="mse", metrics=["f1"])
     assert rec.begun == []
 
 

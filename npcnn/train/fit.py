@@ -58,6 +58,8 @@ def compile(model, optimizer="rmsprop", loss=None, metrics=None):
         raise UnsupportedError(f"model {model.name!r} has several outputs; npcnn trains single-output models")
     model.optimizer, model.loss = optimizers.get(optimizer), losses.get(loss)
     model.metric_names = [str(m) for m in (metrics or [])]
+    for name in model.metric_names:  # unknown names fail here, not at fit
+        _metric(name, model.loss, None)
     model.stop_training = False
     return model
 
@@ -140,7 +142,9 @@ def trainable_weights(model):
 
 
 def train_step(model, x, y):
-    """One step of gradient descent on the batch (x, y). Returns (loss, targets, predictions)."""
+    """One step of gradient descent on the batch x (B, H, W, C), y (B,) class numbers or (B, C).
+
+    Returns (mean loss before the step, targets (B, C) as the loss sees them, predictions (B, C))."""
     trace = model.trace(x, training=True)
     pred = trace.outputs[0]
     t = model.loss.targets(np.asarray(y), pred)
