@@ -211,6 +211,11 @@ def test_top_k_images_equal_brute_force_ranking(rng, score):
         assert acts[n, y, xx, c] == acts[n, ..., c].max()
         y0, y1, x0, x1 = top.boxes[c, r]
         np.testing.assert_array_equal(top.patches[c, r], x[n, y0:y1, x0:x1])
+    # Dense units rank whole images
+    dense = F.top_k_images(m, x, "dense", k=3, batch_size=8, progress=False)
+    ref = m.activations(x, "dense")["dense"]
+    np.testing.assert_array_equal(dense.indices, brute_force_top_k(ref[:, None, None, :], 3)[0])
+    np.testing.assert_array_equal(dense.patches[2, 0], x[dense.indices[2, 0]])
     # an iterable of single images, a subset of channels, same answer
     sub = F.top_k_images(m, iter(list(x)), "conv2d_1", k=5, batch_size=6, channels=[3, 9], score=score,
                          progress=False)

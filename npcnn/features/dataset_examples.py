@@ -101,8 +101,11 @@ def top_k_images(model, images, layer, k=9, batch_size=32, channels=None, score=
     seen = 0
     for x in stream:
         a = model.activations(x, [layer])[layer]
+        if a.ndim == 2:  # Dense units (class scores): one position, the patch is the whole image
+            a = a[:, None, None, :]
         if a.ndim != 4:
-            raise InputError(f"layer {layer!r} output has shape {a.shape}; dataset examples need (N, h, w, C)")
+            raise InputError(f"layer {layer!r} output has shape {a.shape}; dataset examples need (N, h, w, C) "
+                             "or (N, units)")
         chans = np.arange(a.shape[-1]) if channels is None else np.asarray(channels, dtype=int)
         a = a[..., chans]
         b, h, w, nc = a.shape
