@@ -19,10 +19,11 @@ npcnn with --blas-threads 1, which is faster than OpenBLAS's default under that 
        64        48.2 s        17.8 s, 19.8 s    2.4x
     (npcnn with OpenBLAS's default threads, batch 128: 222 s: its threads fight the other jobs)
 
-npcnn is fastest at batch 64 (estimates from a quarter epoch: 72, 61, 83, 92 s at batch 32, 64, 128,
-256); TensorFlow prefers bigger batches. Where npcnn's time goes (profile, batch 128): convolution
-backward 43 %, max-pool forward argmax + backward 27 %, forward convolutions 25 %, the training loop
-itself (loss, metrics, Adam) under 1 %.
+Most of the gap between the two npcnn rows is the load, not the batch size: quarter-epoch estimates
+gave 72, 61, 83, 92 s at batch 32, 64, 128, 256, but 7,680 images at batch 64 and 128 back to back took
+8.4 s and 8.6 s. So: npcnn is about 2.5-6.5x TensorFlow's time per epoch here, not yet within 2x.
+Where npcnn's time goes (profile, batch 128): convolution backward 43 %, max-pool forward argmax +
+backward 27 %, forward convolutions 25 %, the training loop itself (loss, metrics, Adam) under 1 %.
 """
 import argparse
 import json
