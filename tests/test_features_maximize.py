@@ -207,6 +207,14 @@ def test_class_logit_fourier_octaves_and_normalized_ascent(trained):
         assert np.all(end - start > 2.0), (kw, start, end)
 
 
+def test_per_channel_input_range():
+    m = tiny("layer")
+    lo, hi = np.array([-100.0, 0.0, 5.0]), np.array([150.0, 1.0, 6.0])
+    img = F.maximize(m, F.channel("c2", 1), steps=3, input_range=(lo, hi), progress=False)
+    assert np.all(img.min(axis=(0, 1, 2)) >= lo) and np.all(img.max(axis=(0, 1, 2)) <= hi)
+    assert np.all(img.max(axis=(0, 1, 2)) - img.min(axis=(0, 1, 2)) > 0.05 * (hi - lo))
+
+
 def test_octave_sizes():
     assert F.octave_sizes((64, 64), 3, 1.4) == [(33, 33), (46, 46), (64, 64)]
     assert F.octave_sizes((20, 30), 1, 2.0) == [(20, 30)]

@@ -107,7 +107,8 @@ def maximize(model, objective, steps=256, seed=0, lr=0.05, optimizer="adam", par
     transforms: list of transforms (``jitter``, ``random_scale``, ``random_rotate``), "standard", or None.
     regularizers: penalties ``l1``, ``l2``, ``tv`` and image operations ``blur_every``.
     batch: number of images (default: what the objective asks for, else 1).
-    input_range: (lo, hi) the model's input range (fer: (-1, 1); VGG "caffe": see npcnn.images).
+    input_range: (lo, hi) the model's input range, scalars or one per channel (fer: (-1, 1); VGG's
+    "caffe" BGR input: (-mean_bgr, 255 - mean_bgr)).
     seed: makes the run reproducible (None: npcnn's shared generator, see npcnn.set_seed).
     return_history: also return the objective values (steps * octaves, N) seen during the run.
     """
@@ -120,7 +121,7 @@ def maximize(model, objective, steps=256, seed=0, lr=0.05, optimizer="adam", par
     n = batch or objective.batch or 1
     if objective.batch is not None and n != objective.batch:
         raise InputError(f"batch={batch} but the objective {objective!r} is for {objective.batch} images")
-    lo, hi = (float(v) for v in input_range)
+    lo, hi = (np.asarray(v, dtype=np.float64) for v in input_range)  # scalars or per channel (C,)
     if transforms == "standard":
         transforms = standard_transforms(max(1, min(h, w) // 16))
     transforms = [t() if isinstance(t, type) else t for t in (transforms or [])]  # [jitter, ...] as classes too
