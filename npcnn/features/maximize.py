@@ -125,6 +125,7 @@ def maximize(model, objective, steps=256, seed=0, lr=0.05, optimizer="adam", par
     if transforms == "standard":
         transforms = standard_transforms(max(1, min(h, w) // 16))
     transforms = [t() if isinstance(t, type) else t for t in (transforms or [])]  # [jitter, ...] as classes too
+    regularizers = [r() if isinstance(r, type) else r for r in (regularizers or [])]
     rng = np.random.default_rng(seed) if seed is not None else shared_rng()
     sizes = octave_sizes((h, w), max(1, int(octaves)), octave_scale)
     history = []

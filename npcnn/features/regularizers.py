@@ -18,7 +18,7 @@ from ..errors import InputError
 class Penalty:
     """value, grad = penalty(u): value (N,), grad like u."""
 
-    def __init__(self, weight):
+    def __init__(self, weight=1.0):
         self.weight = float(weight)
 
     def penalty(self, u):
@@ -51,7 +51,7 @@ class l1(Penalty):
 class tv(Penalty):
     """Total variation with exponent ``beta`` (2: squared differences; 1: the classic TV)."""
 
-    def __init__(self, weight, beta=2.0):
+    def __init__(self, weight=1.0, beta=2.0):
         super().__init__(weight)
         self.beta = float(beta)
 
