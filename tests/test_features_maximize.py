@@ -232,3 +232,12 @@ def test_diversity_term_makes_the_batch_differ(trained):
     start = F.objective_value(model, F.channel(layer, 3), noise)
     assert F.objective_value(model, div, varied).mean() > F.objective_value(model, div, plain).mean() + 0.1
     assert np.all(F.objective_value(model, F.channel(layer, 3), varied) > 2 * start)
+
+
+def test_transforms_and_regularizers_given_as_classes_match_instances():
+    m = tiny("layer")
+    kw = dict(steps=3, seed=5, progress=False)
+    a = F.maximize(m, F.channel("c2", 1), transforms=[F.jitter, F.random_rotate], regularizers=[F.tv, F.l2], **kw)
+    b = F.maximize(m, F.channel("c2", 1), transforms=[F.jitter(), F.random_rotate()],
+                   regularizers=[F.tv(1.0), F.l2(1.0)], **kw)
+    np.testing.assert_array_equal(a, b)
