@@ -507,6 +507,11 @@ def main():
               f"Machine: {machine()}; {', '.join(versions)}.",
               f"Medians of {args.repeats} interleaved rounds after a warm-up; {start} at the start (the machine was "
               "shared; each row records the load after it). Ratios < 1 mean npcnn is faster.", ""]
+    if os.getloadavg()[0] > (os.cpu_count() or 1):
+        report += [f"**The machine was oversubscribed** ({load()} on {os.cpu_count()} cores): every framework ran "
+                   "several times slower than on a quiet machine, and OpenBLAS's multi-threaded GEMM (NumPy, so "
+                   "npcnn) suffers most, because its threads wait for each other at every barrier; with "
+                   "`--blas-threads 1` npcnn avoids that. Ratios from a quiet machine are the ones to quote.", ""]
     if rows:
         report += table(rows) + [""]
     report += lines + [""] + [f"- {n}" for n in NOTES]

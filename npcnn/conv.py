@@ -525,20 +525,27 @@ def depthwise_weight_grad(x, dout, w_shape, strides=(1, 1), pads=((0, 0), (0, 0)
 
 
 # ---------------------------------------------------------------- pooling
-def _pool_reduce(xpad, pool, strides, out_hw, op):
-    """op (np.maximum or np.add) over every window, separably: first over the kh rows of each window
-    (whole rows at a time), then over its kw columns. kh + kw - 2 vectorised ops, no per-pixel loop.
+def _reduce(views, op):
+    """op (np.maximum or np.add) over equally shaped views -> a new array (the first view if only one)."""
+    if len(views) == 1:
+        return views[0]
+    out = op(views[0], views[1])
+    for v in views[2:]:
+        op(out, v, out=out)
+    return out
 
-    xpad: (N, Hp, Wp, C) -> (N, oh, ow, C).
+
+def _pool_reduce(xpad, pool, strides, out_hw, op):
+    """op over every window, separably: first over the kh rows of each window (whole rows at a time),
+    then over its kw columns: kh + kw - 2 vectorised ops, no per-pixel loop (a 2x2/2 max pool is two
+    np.maximum calls on strided views).
+
+    xpad: (N, Hp, Wp, C) -> (N, oh, ow, C), a new array.
     """
     (kh, kw), (sh, sw), (oh, ow) = pool, strides, out_hw
-    rows = xpad[:, 0:(oh - 1) * sh + 1:sh].copy()
-    for a in range(1, kh):
-        op(rows, xpad[:, a:a + (oh - 1) * sh + 1:sh], out=rows)
-    out = rows[:, :, 0:(ow - 1) * sw + 1:sw].copy()
-    for b in range(1, kw):
-        op(out, rows[:, :, b:b + (ow - 1) * sw + 1:sw], out=out)
-    return out
+    rows = _reduce([xpad[:, a:a + (oh - 1) * sh + 1:sh] for a in range(kh)], op)
+    out = _reduce([rows[:, :, b:b + (ow - 1) * sw + 1:sw] for b in range(kw)], op)
+    return out if kh * kw > 1 else out.copy()
 
 
 def pool2d(x, pool, strides, pads, mode):
