@@ -241,3 +241,13 @@ def test_transforms_and_regularizers_given_as_classes_match_instances():
     b = F.maximize(m, F.channel("c2", 1), transforms=[F.jitter(), F.random_rotate()],
                    regularizers=[F.tv(1.0), F.l2(1.0)], **kw)
     np.testing.assert_array_equal(a, b)
+
+
+def test_blur_every_acts_on_the_image_after_the_step():
+    """One step with blur_every(1) == the same step without it, then blurred."""
+    m = tiny("layer")
+    kw = dict(seed=2, transforms=None, progress=False, param="pixel", decorrelate=False, steps=1, lr=0.3)
+    plain = F.maximize(m, F.channel("c2", 0), **kw)
+    blurred = F.maximize(m, F.channel("c2", 0), regularizers=[F.blur_every(1, 0.8)], **kw)
+    assert np.abs(plain - F.maximize(m, F.channel("c2", 0), **{**kw, "steps": 0})).max() > 0.03
+    np.testing.assert_allclose(blurred, F.gaussian_blur(plain, 0.8), atol=1e-5)

@@ -21,7 +21,7 @@ from ..initializers import rng as shared_rng
 from ..layers.reshaping import bilinear_matrix
 from .objectives import Objective, trace_for
 from .parameterization import ImageParam
-from .regularizers import gaussian_blur
+from .regularizers import Penalty, gaussian_blur
 from .transforms import standard_transforms
 
 
@@ -126,6 +126,7 @@ def maximize(model, objective, steps=256, seed=0, lr=0.05, optimizer="adam", par
         transforms = standard_transforms(max(1, min(h, w) // 16))
     transforms = [t() if isinstance(t, type) else t for t in (transforms or [])]  # [jitter, ...] as classes too
     regularizers = [r() if isinstance(r, type) else r for r in (regularizers or [])]
+    operations = [r for r in regularizers if type(r).operate is not Penalty.operate]
     rng = np.random.default_rng(seed) if seed is not None else shared_rng()
     sizes = octave_sizes((h, w), max(1, int(octaves)), octave_scale)
     history = []
@@ -158,8 +159,8 @@ def maximize(model, objective, steps=256, seed=0, lr=0.05, optimizer="adam", par
                 _, dpen = reg.penalty(u_small)
                 du = du - dpen
             theta = opt.step(theta, vjp(du))
-            for reg in regularizers:
-                new = reg.operate(u_small, i)
+            for op in operations:  # e.g. blur every few steps: on the image after this step
+                new = op.operate(pm.image(theta)[0], i)
                 if new is not None:
                     theta = pm.from_image(new)
             history.append(np.asarray(values, dtype=np.float64))
