@@ -334,3 +334,19 @@ def test_squeeze_excite_and_dense_units_are_global():
     assert F.receptive_field(m, "gap") == ((18, 18), (0, 0), (7.5, 7.5))      # all 16 pixels + the padding
     # the gate scales every unit alike: the window that moves with a unit is the conv's
     assert F.receptive_field(m, "scaled") == F.receptive_field(m, "c") == ((3, 3), (1, 1), (0, 0))
+
+
+@pytest.mark.parametrize("fmt", ["k2.h5", "k3.keras"])
+def test_feature_maps_equal_keras_on_the_cats_vs_dogs_model(fmt):
+    """The article's cats-vs-dogs CNN saved by Keras 2 and 3: every conv/pool map equals what Keras's
+    Model(model.inputs, layer.output).predict(x) gave (reference dumped by tools/make_keras_fixtures.py)."""
+    import os
+    base = os.path.join(os.path.dirname(__file__), "fixtures", "keras", "cats_dogs")
+    ref = np.load(base + ".ref.npz")
+    m = npcnn.load_model(f"{base}.{fmt}")
+    maps = F.all_feature_maps(m, ref["x"])
+    assert list(maps) == ["conv1", "pool1", "conv2", "pool2", "conv3", "pool3"]
+    for name, got in maps.items():
+        want = ref[f"act/{name}"]
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+        np.testing.assert_array_less(np.abs(F.standardize(got).astype(int) - F.standardize(want).astype(int)), 2)
