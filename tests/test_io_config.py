@@ -121,3 +121,8 @@ def test_quantized_policy_is_unsupported():
             "class_name": "QuantizedDTypePolicy", "config": {"name": "int8_from_float32"}}}}]}}
     with pytest.raises(npcnn.UnsupportedError, match="'d'.*quantized"):
         model_from_config(cfg)
+
+
+def test_subclassed_model_is_explained():
+    with pytest.raises(npcnn.UnsupportedError, match="subclassed"):
+        model_from_config({"class_name": "MyNet", "config": {"name": "net"}})

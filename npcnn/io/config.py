@@ -125,7 +125,9 @@ def _parse_model(config, where, dialect):
                           f"got {type(config).__name__} {keys}")
     spec = _parse_entry(config, where, dialect)
     if not spec.is_model:
-        raise UnsupportedError(f"{where}: the config describes a single {spec.class_name} layer, not a model")
+        raise UnsupportedError(f"{where}: the top-level class is {spec.class_name!r}, not a Functional or "
+                               "Sequential model; subclassed models keep their architecture in Python code, "
+                               "not in the file, so npcnn cannot rebuild them")
     return spec
 
 
