@@ -18,6 +18,9 @@ def atomic_path(path):
         raise InputError(f"cannot write {path}: the folder {folder} is not writable")
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=folder)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a finished output gets the usual permissions
     try:
         yield tmp
         os.replace(tmp, path)

@@ -20,17 +20,12 @@ def _load(args):
     return load_model(args.model, config=getattr(args, "config", None))
 
 
-def _preprocess_mode(args, info):
-    if getattr(args, "preprocess", None):
-        return args.preprocess
-    return info.get("preprocess_mode", "unit")
-
-
 def _images(args, model, info, paths):
     from .images import image_batch
     box = tuple(int(v) for v in args.box.split(",")) if getattr(args, "box", None) else None
     size = tuple(int(v) for v in args.size.split("x")) if getattr(args, "size", None) else None
-    return image_batch(list(paths), model, _preprocess_mode(args, info), size=size, box=box)
+    mode = gallery.preprocess_mode(model, info, getattr(args, "preprocess", None))
+    return image_batch(list(paths), model, mode, size=size, box=box)
 
 
 def _class_names(args, info):

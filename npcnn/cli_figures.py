@@ -11,8 +11,10 @@ from .errors import InputError
 
 def _case(args):
     info = gallery.model_info(args.model)
-    return gallery.ModelCase(args.model, _load(args), _class_names(args, info),
-                             args.preprocess or info.get("preprocess_mode", "unit"), os.path.basename(args.model), info)
+    model = _load(args)
+    return gallery.ModelCase(args.model, model, _class_names(args, info),
+                             gallery.preprocess_mode(model, info, getattr(args, "preprocess", None)),
+                             os.path.basename(args.model), info)
 
 
 def _layer(model, name, default):

@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import attribution, features, images
+from .atomic import atomic_open
 from .errors import InputError
 from .plot import attribution as aplot
 from .plot import features as fplot
+from .report import Report, figure_png
 
 
 def model_info(model_path):
@@ -27,6 +29,17 @@ def model_info(model_path):
                 raise InputError(f"{candidate}: not a readable JSON file ({e})") from None
             return info if isinstance(info, dict) else {"classes": list(info)}
     return {}
+
+
+def preprocess_mode(model, info, override=None):
+    """How to scale pixels for this model: the user's choice, the sidecar's ``preprocess_mode``, "none" when
+    the model starts with its own Rescaling layer (it expects 0..255), else "unit" (x / 255)."""
+    if override:
+        return override
+    if info.get("preprocess_mode"):
+        return info["preprocess_mode"]
+    first = model._steps[0].layer if model._steps else None
+    return "none" if type(first).__name__ in ("Rescaling", "Normalization") else "unit"
 
 
 def _cam(fn):
@@ -64,7 +77,7 @@ METHODS = {
     "guided_gradcam": (lambda m, x, t, layer, p: attribution.guided_gradcam(m, x, target=t, layer=layer),
                        "guided backprop times the upsampled Grad-CAM (Selvaraju et al. 2017)"),
     "occlusion": (lambda m, x, t, layer, p: attribution.occlusion(
-        m, x, target=t, patch=max(2, x.shape[1] // 8), stride=max(1, x.shape[1] // 16), progress=p),
+        m, x, target=t, patch=max(2, x.shape[1] // 6), stride=max(1, x.shape[1] // 12), progress=p),
         "score drop when a grey patch hides each region (Zeiler & Fergus 2014)"),
 }
 DEMO_METHODS = ["saliency", "smoothgrad", "integrated_gradients", "guided_backprop", "lrp", "gradcam", "gradcam++",
@@ -116,8 +129,8 @@ class ModelCase:
     def open(cls, path, config=None):
         from . import load_model
         info = model_info(path)
-        return cls(path, load_model(path, config=config), info.get("classes"), info.get("preprocess_mode", "unit"),
-                   os.path.basename(path), info)
+        model = load_model(path, config=config)
+        return cls(path, model, info.get("classes"), preprocess_mode(model, info), os.path.basename(path), info)
 
     @property
     def range(self):
@@ -140,12 +153,13 @@ def add_model_views(page, case, x, names, methods=DEMO_METHODS, progress=True, m
     model, written = case.model, []
 
     def emit(fig, title, caption, stem):
+        png = figure_png(fig)  # rendered once: the same bytes go to the file and into the page
         if out_dir:
-            from .atomic import save_figure
             path = os.path.join(out_dir, f"{stem}.png")
-            save_figure(fig, path)
+            with atomic_open(path) as f:
+                f.write(png)
             written.append(path)
-        page.figure(fig, title, caption)
+        page.image(png, title, caption)
 
     probs = np.asarray(model.predict(x)).reshape(len(x), -1)
     page.section(f"{case.title}: prediction", pre=_summary_text(model))
@@ -177,16 +191,16 @@ def add_model_views(page, case, x, names, methods=DEMO_METHODS, progress=True, m
          f"{_stem(case)}_filters")
     convs = features.conv_layers(model)
     mid = convs[len(convs) // 2]
-    ams, titles = [], []
-    for c in range(maximize_channels):
-        ams.append(features.maximize(model, features.channel(mid, c), steps=maximize_steps, seed=c,
-                                     input_range=case.range, progress=progress)[0])
-        titles.append(f"{mid} ch {c}")
-    for c in _top_classes(probs, 3):
-        ams.append(features.maximize(model, features.class_logit(c), steps=maximize_steps, seed=100 + c,
-                                     input_range=case.range, progress=progress)[0])
-        titles.append(f"class '{case.label(c)}'")
-    emit(fplot.plot_gallery(np.stack(ams), titles=titles, title="Activation maximization"),
+    channels = list(range(maximize_channels))
+    classes = _top_classes(probs, 3)
+    # one batched optimisation per objective family: image n maximizes channel (or class) n
+    ams = np.concatenate([
+        features.maximize(model, features.channel(mid, channels), steps=maximize_steps, seed=0,
+                          input_range=case.range, progress=progress),
+        features.maximize(model, features.class_logit(classes), steps=maximize_steps, seed=1,
+                          input_range=case.range, progress=progress)])
+    titles = [f"{mid} ch {c}" for c in channels] + [f"class '{case.label(c)}'" for c in classes]
+    emit(fplot.plot_gallery(ams, titles=titles, title="Activation maximization"),
          "Activation maximization",
          "Images grown from noise by gradient ascent to excite one channel, or one class's pre-softmax score "
          "(Erhan et al. 2009; jitter, blur and octaves after Graetz 2019 and Olah et al. 2017).",
@@ -227,10 +241,9 @@ def demo(out_dir="npcnn-demo", progress=True, quick=False):
     """Run every method on the shipped trained models and sample images; write PNGs and index.html.
 
     Returns the path of the HTML page."""
-    from .report import Report
     start = time.time()
     os.makedirs(out_dir, exist_ok=True)
-    steps = 32 if quick else 96
+    steps = 24 if quick else 64
     page = Report("What real trained CNNs see", "npcnn demo: a facial-expression CNN (mini-XCEPTION, Keras 2.0.5 "
                   "file) and a Fashion-MNIST CNN trained by npcnn, explained with every method, in pure NumPy.")
     with open(shipped("samples/faces.json")) as f:

@@ -69,7 +69,11 @@ class Report:
 
     def figure(self, fig, title, caption="", dpi=100):
         """Add a figure (embedded as PNG) with a bold title and a caption to the current section."""
-        data = base64.b64encode(figure_png(fig, dpi)).decode("ascii")
+        return self.image(figure_png(fig, dpi), title, caption)
+
+    def image(self, png, title, caption=""):
+        """Add PNG bytes (already rendered) with a bold title and a caption to the current section."""
+        data = base64.b64encode(png).decode("ascii")
         if not self._sections:
             self.section(title)
         self._sections[-1][1].append(
