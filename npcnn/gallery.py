@@ -90,28 +90,44 @@ def input_range(mode):
     return (float(min(lo, hi)), float(max(lo, hi))) if mode != "caffe" else (-123.68, 151.061)
 
 
+def cut_points(model):
+    """Keys of the layers every path from the input to the output goes through (in a ResNet: the block
+    outputs, not the layers inside a branch). In topological order, a tensor is a cut point when no later
+    step reads anything produced before it."""
+    order = {t: i for i, t in enumerate([*model._input_ids, *(s.output for s in model._steps)])}
+    earliest_read = [min(order[t] for t in s.inputs) for s in model._steps]
+    cuts, low = [], float("inf")
+    for i in range(len(model._steps) - 1, -1, -1):
+        step = model._steps[i]
+        if low >= order[step.output]:
+            cuts.append(step.key)
+        low = min(low, earliest_read[i])
+    return cuts[::-1]
+
+
 def cam_layer(model, x, min_fraction=1 / 8):
-    """The layer CAM methods look at: the last one with a spatial output of at least ``min_fraction`` of the
-    input's height (at least 4 px), so the map is not a 4×4 blob; the last spatial layer if none is."""
+    """The layer CAM methods look at: the last layer all information flows through (:func:`cut_points`)
+    whose spatial output keeps at least ``min_fraction`` of the input's height (at least 4 px), so the map
+    is neither a 4×4 blob nor one branch of a block; the last spatial layer when none qualifies."""
     shapes = features.tensor_shapes(model, x.shape[1:])
     spatial = [s.key for s in model._steps if len(shapes[s.output]) == 4]
     if not spatial:
         raise InputError(f"model {model.name!r} has no layer with a spatial output: CAM methods need one")
-    fine = [k for k in spatial if shapes[model._tensor(k)][1] >= max(4, x.shape[1] * min_fraction)]
+    cuts = set(cut_points(model))
+    fine = [k for k in spatial if k in cuts and shapes[model._tensor(k)][1] >= max(4, x.shape[1] * min_fraction)]
     return (fine or spatial)[-1]
 
 
 def explain(model, x, methods, target=None, layer=None, progress=True):
-    """{method name: (N, H, W) or (N, H, W, C) map} for the images x. Gradient methods explain the
-    pre-softmax score (as iNNvestigate and tf-keras-vis advise); Score-CAM keeps the probabilities.
-    CAM methods use ``layer`` (default :func:`cam_layer`)."""
+    """{method name: (N, H, W) or (N, H, W, C) map} for the images x. Every method explains the pre-softmax
+    score (as iNNvestigate and tf-keras-vis advise: a saturated probability has no gradient, and Score-CAM's
+    masked scores would all be 1). CAM methods use ``layer`` (default :func:`cam_layer`)."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise InputError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)} or 'all'")
     layer = layer or cam_layer(model, x)
     logits = attribution.targets.without_softmax(model)
-    return {name: METHODS[name][0](model if name == "scorecam" else logits, x, target, layer, progress)
-            for name in methods}
+    return {name: METHODS[name][0](logits, x, target, layer, progress) for name in methods}
 
 
 @dataclass
