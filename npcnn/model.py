@@ -232,6 +232,7 @@ class Model(Layer):
             values[step.output] = out
             if need_caches:
                 caches[i] = cache if compact is None else compact(step.layer, cache)
+            del cache  # the full cache (the step's input, its pre-activation) must not live into the next step
             if retain is not None:
                 for t in step.inputs:
                     if self._last_use.get(t) == i and t not in retain:
