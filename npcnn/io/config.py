@@ -16,6 +16,7 @@ from a file becomes a class) and wires them with the functional API, the way Ker
 ``Functional.from_config`` replays the recorded calls.
 """
 import contextlib
+import heapq
 import json
 import re
 
@@ -25,7 +26,7 @@ from ..layers import CLASSES
 from ..layers.base import zero_init
 from ..model import Input, Model, Sequential
 from . import safety
-from .guard import reading
+from .guard import MAX_LAYERS, check_json_text, reading
 
 MODEL_CLASSES = {"Functional": "Functional", "Model": "Functional", "Sequential": "Sequential"}
 
@@ -90,11 +91,13 @@ class Spec:
 
 
 def loads(text, where):
-    """Parse JSON text (str/bytes) into Python objects; FormatError naming ``where`` on failure."""
+    """Parse JSON text (str/bytes) into Python objects; FormatError naming ``where`` on failure.
+    Size and nesting are checked first (:func:`.guard.check_json_text`)."""
+    check_json_text(text, where)
     try:
         return json.loads(text)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise FormatError(f"{where}: not valid JSON ({e})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise FormatError(f"{where}: not valid JSON ({str(e)[:200]})") from None
 
 
 def detect_dialect(config, version=None):
@@ -113,9 +116,24 @@ def detect_dialect(config, version=None):
 
 def parse(config, where, dialect):
     """The top-level model config (dict) -> a model :class:`Spec`. Safety is checked first, on all of it."""
-    safety.check_config(config, where)
-    with reading(where, "reading the model config"):
-        return _parse_model(config, where, dialect)
+    with reading(where, "reading the model config"):  # a config dict given in code may nest too deep
+        safety.check_config(config, where)
+        spec = _parse_model(config, where, dialect)
+    count = _count_layers(spec)
+    if count > MAX_LAYERS:
+        raise FormatError(f"{where}: the config has {count:,} layer entries; npcnn builds models of up to "
+                          f"{MAX_LAYERS:,} layers (the largest Keras applications have about 1,000)")
+    return spec
+
+
+def _count_layers(spec):
+    """Layer entries in a Spec tree, nested models included (iterative: nesting depth is untrusted)."""
+    count, stack = 0, [spec]
+    while stack:
+        s = stack.pop()
+        count += len(s.children)
+        stack.extend(c for c in s.children if c.is_model)
+    return count
 
 
 def _parse_model(config, where, dialect):
@@ -434,23 +452,33 @@ def _replay_calls(spec, tensors, where, dialect):
                                       f"{name!r}, which the config does not define (layers: "
                                       f"{', '.join(list(spec.by_name)[:12])})")
     _settle_offsets(spec)
-    pending = [(c, k) for c in spec.children if not c.is_input for k in range(len(c.calls))]
-    done = {}
-    while pending:
-        waiting = []
-        for child, k in pending:
-            refs, as_list = child.calls[k]
-            if done.get(child.name, 0) != k or not all(_ready(spec, tensors, r) for r in refs):
-                waiting.append((child, k))
-                continue
-            ins = [_lookup(spec, tensors, r, where, f"layer {child.name!r}") for r in refs]
-            tensors[(child.name, k)] = _call(child, ins if as_list else ins[0], where, dialect)
-            done[child.name] = k + 1
-        if len(waiting) == len(pending):
-            names = sorted({c.name for c, _ in waiting})
-            raise FormatError(f"{where}: model {spec.name!r}: the calls of {', '.join(names[:8])} wait on each "
-                              "other or on calls that never happen (a cycle, or a wrong node index)")
-        pending = waiting
+    # Each call waits for its input tensors and for the layer's previous call; a call runs as soon as nothing
+    # it waits for is missing, earliest in the config first (a sorted config runs in its own order). Linear
+    # in the number of calls, so a config listed backwards cannot make this quadratic.
+    waits, missing, ready, position = {}, {}, [], {c.name: i for i, c in enumerate(spec.children)}
+    for child in spec.children:
+        for k, (refs, _) in enumerate([] if child.is_input else child.calls):
+            keys = {_tensor_key(spec, r) for r in refs} | ({(child.name, k - 1)} if k else set())
+            keys -= set(tensors)
+            missing[(child.name, k)] = len(keys)
+            for key in keys:
+                waits.setdefault(key, []).append((child, k))
+            if not keys:
+                heapq.heappush(ready, (position[child.name], k, child.name))
+    while ready:
+        _, k, name = heapq.heappop(ready)
+        child = spec.by_name[name]
+        refs, as_list = child.calls[k]
+        ins = [_lookup(spec, tensors, r, where, f"layer {child.name!r}") for r in refs]
+        tensors[(name, k)] = _call(child, ins if as_list else ins[0], where, dialect)
+        for waiter, j in waits.pop((name, k), []):
+            missing[(waiter.name, j)] -= 1
+            if missing[(waiter.name, j)] == 0:
+                heapq.heappush(ready, (position[waiter.name], j, waiter.name))
+    stuck = sorted({name for (name, _), n in missing.items() if n})
+    if stuck:
+        raise FormatError(f"{where}: model {spec.name!r}: the calls of {', '.join(stuck[:8])} wait on each "
+                          "other or on calls that never happen (a cycle, or a wrong node index)")
 
 
 def _settle_offsets(spec):
@@ -469,10 +497,10 @@ def _settle_offsets(spec):
             child.node_offset = 1
 
 
-def _ready(spec, tensors, ref):
+def _tensor_key(spec, ref):
+    """The key in the tensors table of a reference (layer, node, tensor), after Keras 2's node renumbering."""
     child = spec.by_name[ref[0]]
-    call = ref[1] if child.is_input else ref[1] - child.node_offset
-    return (ref[0], call) in tensors
+    return (ref[0], ref[1] if child.is_input else ref[1] - child.node_offset)
 
 
 def _call(child, inputs, where, dialect):
@@ -499,7 +527,8 @@ def model_from_config(config, where="config", dialect=None):
     if isinstance(config, (str, bytes)):
         config = loads(config, where)
     config = unwrap(config)
-    dialect = dialect or detect_dialect(config)
+    with reading(where, "reading the model config"):
+        dialect = dialect or detect_dialect(config)
     spec = parse(config, where, dialect)
     return build(spec, where, dialect, lazy_weights=False), spec
 

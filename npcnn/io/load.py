@@ -9,16 +9,14 @@
 
 Every h5py / zipfile / json failure becomes a :class:`FormatError` naming the file and what was expected.
 """
-import io
 import os
 import zipfile
-
-import h5py
 
 from ..errors import FormatError, InputError, UnsupportedError
 from . import config as cfgmod
 from . import weights as wmod
-from .guard import reading
+from .hdf5 import open_hdf5
+from .guard import MAX_JSON_BYTES, read_zip_member, reading
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -52,10 +50,16 @@ def load_model(path, config=None):
 
 
 def _is_hdf5(path):
-    try:
-        return h5py.is_hdf5(path)
-    except (OSError, ValueError):
-        return False
+    """HDF5's signature at offset 0, 512, 1024, 2048... (where a user block may push the superblock),
+    looked for in Python: libhdf5 never touches a file before the child process of :mod:`.hdf5` does."""
+    with open(path, "rb") as f:
+        size, offset = os.path.getsize(path), 512
+        while offset + 8 <= size:
+            f.seek(offset)
+            if f.read(8) == HDF5_SIGNATURE:
+                return True
+            offset *= 2
+    return False
 
 
 def config_argument(config, where):
@@ -84,7 +88,8 @@ def _vet(config, where, version):
     if v.startswith("1."):
         raise UnsupportedError(f"{where}: written by Keras {v}; npcnn reads Keras 2 and Keras 3 files "
                                "(load it in Keras 2 and save it again)")
-    dialect = cfgmod.detect_dialect(config, version)
+    with reading(where, "reading the model config"):
+        dialect = cfgmod.detect_dialect(config, version)
     spec = cfgmod.parse(config, where, dialect)
     cfgmod.check_classes(spec, where)
     return spec, dialect
@@ -99,9 +104,8 @@ def _build(vetted, where, fill):
 
 
 def _load_hdf5(path, config):
-    with reading(path, "opening as HDF5"):
-        f = h5py.File(path, "r")
-    with f, reading(path, "reading the HDF5 model"):
+    f = open_hdf5(path, path)
+    with reading(path, "reading the HDF5 model"):
         version = None
         if config is not None:
             cfg = config_argument(config, path)
@@ -133,28 +137,34 @@ def _has_weights(f):
 def _load_keras_archive(path, config):
     with reading(path, "opening as a zip archive"):
         zf = zipfile.ZipFile(path)
+    size = os.path.getsize(path)
+
+    def member(name, limit=None):  # every entry read with the zip-bomb checks of guard.read_zip_member
+        return read_zip_member(zf, name, f"{path} ({name})", size, limit)
+
     with zf, reading(path, "reading the .keras archive"):
         names = zf.namelist()
         if "config.json" not in names:
             raise FormatError(f"{path}: a zip file, but not a Keras archive: no config.json (it has "
                               f"{', '.join(names[:6]) or 'nothing'})")
-        meta = cfgmod.loads(zf.read("metadata.json"), f"{path} (metadata.json)") if "metadata.json" in names else {}
+        meta = {}
+        if "metadata.json" in names:
+            meta = cfgmod.loads(member("metadata.json", MAX_JSON_BYTES), f"{path} (metadata.json)")
         version = meta.get("keras_version") if isinstance(meta, dict) else None
         if config is not None:
             cfg, version = config_argument(config, path), None
         else:
-            cfg = cfgmod.loads(zf.read("config.json"), f"{path} (config.json)")
+            cfg = cfgmod.loads(member("config.json", MAX_JSON_BYTES), f"{path} (config.json)")
         vetted = _vet(cfg, path, version)
         if "model.weights.h5" not in names:
             if "model.weights.npz" in names:
                 raise UnsupportedError(f"{path}: weights stored as model.weights.npz, which Keras writes with "
                                        "pickled objects; npcnn never unpickles. Re-save with the default h5 format")
             raise FormatError(f"{path}: the archive has no model.weights.h5")
-        data = io.BytesIO(zf.read("model.weights.h5"))
+        data = member("model.weights.h5")
     where = f"{path} (model.weights.h5)"
-    with reading(where, "opening the weights as HDF5"):
-        h5 = h5py.File(data, "r")
-    with h5, reading(where, "reading the weights"):
+    h5 = open_hdf5(data, where)
+    with reading(where, "reading the weights"):
         return _build(vetted, path, lambda spec: wmod.read_object_paths(h5, spec, where))
 
 
