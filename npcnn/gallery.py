@@ -90,32 +90,30 @@ def input_range(mode):
     return (float(min(lo, hi)), float(max(lo, hi))) if mode != "caffe" else (-123.68, 151.061)
 
 
-def cut_points(model):
-    """Keys of the layers every path from the input to the output goes through (in a ResNet: the block
-    outputs, not the layers inside a branch). In topological order, a tensor is a cut point when no later
-    step reads anything produced before it."""
-    order = {t: i for i, t in enumerate([*model._input_ids, *(s.output for s in model._steps)])}
-    earliest_read = [min(order[t] for t in s.inputs) for s in model._steps]
-    cuts, low = [], float("inf")
-    for i in range(len(model._steps) - 1, -1, -1):
-        step = model._steps[i]
-        if low >= order[step.output]:
-            cuts.append(step.key)
-        low = min(low, earliest_read[i])
-    return cuts[::-1]
-
-
-def cam_layer(model, x, min_fraction=1 / 8):
-    """The layer CAM methods look at: the last layer all information flows through (:func:`cut_points`)
-    whose spatial output keeps at least ``min_fraction`` of the input's height (at least 4 px), so the map
-    is neither a 4×4 blob nor one branch of a block; the last spatial layer when none qualifies."""
+def cam_layer(model, x, min_size=7):
+    """The layer CAM methods look at: the last convolution whose output is at least ``min_size`` pixels high
+    (Selvaraju et al. use the last conv layer; below ~7 px the map is a blob), taken after the BatchNorm and
+    activation that directly follow it (as Keras's Grad-CAM example takes "block14_sepconv2_act").
+    Falls back to the last layer with a spatial output."""
+    from .layers.activation import ELU, LeakyReLU, PReLU, ReLU
+    from .layers.conv import _ConvBase
+    from .layers.core import Activation
+    from .layers.normalization import BatchNormalization
     shapes = features.tensor_shapes(model, x.shape[1:])
-    spatial = [s.key for s in model._steps if len(shapes[s.output]) == 4]
+    steps = model._steps
+    spatial = [s for s in steps if len(shapes[s.output]) == 4]
     if not spatial:
         raise InputError(f"model {model.name!r} has no layer with a spatial output: CAM methods need one")
-    cuts = set(cut_points(model))
-    fine = [k for k in spatial if k in cuts and shapes[model._tensor(k)][1] >= max(4, x.shape[1] * min_fraction)]
-    return (fine or spatial)[-1]
+    convs = [i for i, s in enumerate(steps) if isinstance(s.layer, _ConvBase)
+             and len(shapes[s.output]) == 4 and shapes[s.output][1] >= min(min_size, x.shape[1])]
+    if not convs:
+        return spatial[-1].key
+    i = convs[-1]
+    follows = (BatchNormalization, Activation, ReLU, LeakyReLU, ELU, PReLU)
+    while i + 1 < len(steps) and isinstance(steps[i + 1].layer, follows) and steps[i + 1].inputs == [steps[i].output] \
+            and sum(steps[i].output in s.inputs for s in steps) == 1:
+        i += 1
+    return steps[i].key
 
 
 def explain(model, x, methods, target=None, layer=None, progress=True):

@@ -20,17 +20,17 @@ def residual_model():
     return npcnn.Model(i, out)
 
 
-def test_cut_points_skip_branch_layers():
-    cuts = gallery.cut_points(residual_model())
-    assert "branch1" not in cuts and "branch2" not in cuts
-    assert cuts[:2] == ["stem", "block_out"] and "late" in cuts
-
-
-def test_cam_layer_is_the_last_cut_at_a_useful_resolution():
+def test_cam_layer_is_the_last_conv_big_enough_with_its_activation():
     m = residual_model()
     x = np.zeros((1, 32, 32, 3), np.float32)
-    assert gallery.cam_layer(m, x) == "late"            # 8x8 >= 32/8; pool2 (2x2) is too coarse
-    assert gallery.cam_layer(m, x, min_fraction=0.5) == "block_out"
+    assert gallery.cam_layer(m, x) == "late"  # 8x8; pool2 (2x2) is too coarse
+    assert gallery.cam_layer(m, x, min_size=16) == "branch2"  # the last conv at >= 16 px
+    i = npcnn.Input((16, 16, 3))
+    h = L.Conv2D(4, 3, name="c")(i)
+    h = L.BatchNormalization(name="bn")(h)
+    h = L.Activation("relu", name="act")(h)
+    m2 = npcnn.Model(i, L.Dense(2, name="d")(L.GlobalAveragePooling2D(name="gap")(h)))
+    assert gallery.cam_layer(m2, np.zeros((1, 16, 16, 3))) == "act"  # after its BN and activation
 
 
 def test_preprocessing_choice():
