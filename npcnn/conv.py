@@ -53,6 +53,8 @@ NumPy releases the GIL inside copies and ufunc loops, so plain Python threads ru
 
 _local = threading.local()
 _executor = []
+if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's threads: start a new pool there
+    os.register_at_fork(after_in_child=_executor.clear)
 
 
 def _parallel(fn, count, nbytes):

@@ -324,3 +324,21 @@ def test_relu_derivative_keeps_the_gradient_dtype(rng):
     assert dz.dtype == np.float32
     np.testing.assert_array_equal(dz, np.where(z > 0, dy, 0))
     np.testing.assert_array_equal(relu_derivative(z, negative_slope=0.1), np.where(z > 0, 1, 0.1).astype(np.float32))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_convolution_works_in_a_forked_child(rng):
+    """The copy threads do not survive fork(); a child process must start its own instead of hanging."""
+    import os
+    x = rng.standard_normal((1, 64, 64, 32)).astype(np.float32)  # big enough for the threaded copies
+    w = rng.standard_normal((3, 3, 32, 8)).astype(np.float32)
+    want = core.conv2d(x, w, None, (1, 1), ((1, 1), (1, 1)))
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if the result is right, and never return into pytest
+        ok = False
+        try:
+            ok = np.allclose(core.conv2d(x, w, None, (1, 1), ((1, 1), (1, 1))), want, rtol=1e-5, atol=1e-4)
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
