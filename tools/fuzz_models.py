@@ -313,9 +313,16 @@ def _append_raw_deflated(path, name, body, size, crc):
 
 
 # ---------------------------------------------------------------- making a mutant
-def make_mutant(rng, seed, folder):
-    """Write one mutant of ``seed`` into ``folder``; returns (path, config path or None, description)."""
+def make_mutant(rng, seed, folder, byte_mutations=None):
+    """Write one mutant of ``seed`` into ``folder``; returns (path, config path or None, description).
+    byte_mutations: only these byte mutations of an HDF5 seed's bytes (the hang hunt: [insert_copy])."""
     name, kind, path, cfg = seed
+    if byte_mutations and kind == "h5":
+        data, what = byte_mutations[int(rng.integers(len(byte_mutations)))](rng, open(path, "rb").read())
+        dst = os.path.join(folder, os.path.basename(path))
+        with open(dst, "wb") as f:
+            f.write(data)
+        return dst, cfg, f"{name}: bytes: {what}"
     if kind == "tfjs":
         shutil.copytree(path, folder, dirs_exist_ok=True)
         target = os.path.join(folder, "model.json")
@@ -388,7 +395,9 @@ def worker(memory_limit):
             result = {"outcome": "code", "message": f"audit events {sorted(set(suspicious))}, marker "
                                                     f"{os.path.exists(MARKER)}"}
         result["seconds"] = time.perf_counter() - start
+        result["deadline"] = "did not finish within" in result["message"]  # npcnn stopped its HDF5 reader
         result["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result["child_maxrss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         out.write(json.dumps(result) + "\n")
         out.flush()
 
@@ -435,12 +444,16 @@ class Worker:
             self.proc = None
 
 
-def fuzz(mutants=300, seed=0, out=None, timeout=5.0, memory_limit=3 << 30, seed_names=None, progress=False):
-    """Run ``mutants`` seeded mutants; returns the summary dict. Failures are copied under ``out``."""
+def fuzz(mutants=300, seed=0, out=None, timeout=5.0, memory_limit=3 << 30, seed_names=None, progress=False,
+         kinds=None, byte_mutations=None):
+    """Run ``mutants`` seeded mutants; returns the summary dict. Failures are copied under ``out``/failures,
+    mutants npcnn refused because its HDF5 reader hit the deadline (libhdf5 hangs) under ``out``/deadline.
+
+    kinds: only seeds of these kinds ("h5", "zip", "tfjs"). byte_mutations: see :func:`make_mutant`."""
     rng = np.random.default_rng(seed)
-    pool = seeds(seed_names)
+    pool = [s for s in seeds(seed_names) if kinds is None or s[1] in kinds]
     counts = {k: 0 for k in ("loaded", "refused", "error", "hang", "memory", "crash", "code")}
-    failures, slowest, peak = [], (0.0, ""), 0.0
+    failures, deadline, slowest, peak, child_peak = [], [], (0.0, ""), 0.0, 0.0
     if os.path.exists(MARKER):
         os.unlink(MARKER)
     w = Worker(memory_limit)
@@ -449,30 +462,38 @@ def fuzz(mutants=300, seed=0, out=None, timeout=5.0, memory_limit=3 << 30, seed_
         for i in range(mutants):
             folder = os.path.join(work, f"{i:05d}")
             os.makedirs(folder)
-            path, cfg, what = make_mutant(rng, pool[int(rng.integers(len(pool)))], folder)
+            path, cfg, what = make_mutant(rng, pool[int(rng.integers(len(pool)))], folder, byte_mutations)
             res = w.run(path, cfg, timeout)
             counts[res["outcome"]] += 1
             if res.get("seconds", 0) > slowest[0]:
                 slowest = (res["seconds"], what)
             peak = max(peak, res.get("maxrss_mb", 0.0))
-            if res["outcome"] not in FINE:
-                failures.append({"index": i, "what": what, **res})
-                if out:
-                    keep = os.path.join(out, "failures", f"{i:05d}")
-                    shutil.copytree(folder, keep, dirs_exist_ok=True)
-                    with open(os.path.join(keep, "finding.json"), "w") as f:
-                        json.dump({"path": os.path.relpath(path, folder), "config": cfg and os.path.relpath(cfg, folder)
-                                   if cfg and cfg.startswith(folder) else cfg, "what": what, **res}, f, indent=2)
+            child_peak = max(child_peak, res.get("child_maxrss_mb", 0.0))
+            for kept, sub, flagged in ((failures, "failures", res["outcome"] not in FINE),
+                                       (deadline, "deadline", res.get("deadline"))):
+                if flagged:
+                    kept.append({"index": i, "what": what, **res})
+                    if out:
+                        _keep(os.path.join(out, sub, f"{i:05d}"), folder, path, cfg, what, res)
             shutil.rmtree(folder, ignore_errors=True)
             if os.path.exists(MARKER):
                 os.unlink(MARKER)
             if progress and (i + 1) % 200 == 0:
-                print(f"{i + 1} mutants: {counts}", file=sys.stderr)
+                print(f"{i + 1} mutants: {counts}, HDF5 deadline hit {len(deadline)}", file=sys.stderr)
     finally:
         w.kill()
         shutil.rmtree(work, ignore_errors=True)
     return {"mutants": mutants, "counts": counts, "failed": len(failures), "slowest_seconds": slowest[0],
-            "slowest": slowest[1], "worker_peak_rss_mb": peak, "failures": failures}
+            "slowest": slowest[1], "worker_peak_rss_mb": peak, "hdf5_child_peak_rss_mb": child_peak,
+            "hdf5_deadline": len(deadline), "failures": failures, "deadline_mutants": deadline}
+
+
+def _keep(keep, folder, path, cfg, what, res):
+    """Copy a mutant's folder to ``keep`` with finding.json (relative paths) for --replay."""
+    shutil.copytree(folder, keep, dirs_exist_ok=True)
+    rel_cfg = os.path.relpath(cfg, folder) if cfg and cfg.startswith(folder) else cfg
+    with open(os.path.join(keep, "finding.json"), "w") as f:
+        json.dump({"path": os.path.relpath(path, folder), "config": rel_cfg, "what": what, **res}, f, indent=2)
 
 
 def replay(folder, timeout=5.0, memory_limit=3 << 30):
@@ -496,6 +517,9 @@ def main(argv=None):
     p.add_argument("--timeout", type=float, default=5.0, help="seconds before a load counts as a hang")
     p.add_argument("--memory", type=int, default=3 << 30, help="address-space limit of the worker, bytes")
     p.add_argument("--replay", help="a saved failure folder to load again")
+    p.add_argument("--kinds", help="only seeds of these kinds, comma separated: h5,zip,tfjs")
+    p.add_argument("--insert-only", action="store_true",
+                   help="HDF5 seeds get only 'insert bytes copied from elsewhere' (hunting libhdf5 hangs)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -505,7 +529,8 @@ def main(argv=None):
         return 0
     os.makedirs(args.out, exist_ok=True)
     start = time.time()
-    summary = fuzz(args.mutants, args.seed, args.out, args.timeout, args.memory, progress=True)
+    summary = fuzz(args.mutants, args.seed, args.out, args.timeout, args.memory, progress=True,
+                   kinds=args.kinds and args.kinds.split(","), byte_mutations=[insert_copy] if args.insert_only else None)
     summary["wall_seconds"] = time.time() - start
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
@@ -513,7 +538,8 @@ def main(argv=None):
     print(f"{summary['mutants']} mutants in {summary['wall_seconds']:.0f} s: loaded {c['loaded']}, refused cleanly "
           f"{c['refused']}, failed {summary['failed']} (error {c['error']}, hang {c['hang']}, memory {c['memory']}, "
           f"crash {c['crash']}, code {c['code']}); slowest {summary['slowest_seconds']:.2f} s ({summary['slowest']}); "
-          f"worker peak RSS {summary['worker_peak_rss_mb']:.0f} MB")
+          f"worker peak RSS {summary['worker_peak_rss_mb']:.0f} MB, HDF5 reader child {summary['hdf5_child_peak_rss_mb']:.0f} MB; "
+          f"HDF5 reads stopped at the deadline: {summary['hdf5_deadline']}")
     return 1 if summary["failed"] else 0
 
 

@@ -46,7 +46,7 @@ def assign(layer, arrays, where):
         if array.dtype.kind not in "biuf":
             raise FormatError(f"{where}: layer {layer.name!r} weight {name!r} is stored as {array.dtype}, "
                               "not numbers")
-        layer.params[name] = array.astype(layer.params[name].dtype)
+        layer.params[name] = array.astype(layer.params[name].dtype, copy=False)  # no copy when it already fits
 
 
 def h5_strings(group, attr):
