@@ -23,7 +23,7 @@ import re
 from .. import activations
 from ..errors import FormatError, NpcnnError, UnsupportedError
 from ..layers import CLASSES
-from ..layers.base import zero_init
+from ..layers.base import MAX_DIMENSION, zero_init
 from ..model import Input, Model, Sequential
 from . import safety
 from .guard import MAX_LAYERS, check_json_text, reading
@@ -372,7 +372,11 @@ def _input_shape(spec, where):
         shape = [cfg.get("batch_size"), *cfg["input_shape"]]
     if shape is None:
         raise FormatError(f"{where}: input layer {spec.name!r} has no shape in its config")
-    return tuple(None if s is None else int(s) for s in shape)
+    shape = tuple(None if s is None else int(s) for s in shape)
+    if not shape or any(s is not None and not 0 < s <= MAX_DIMENSION for s in shape):
+        raise FormatError(f"{where}: input layer {spec.name!r} has the shape {shape}; each size must be None "
+                          f"or 1..{MAX_DIMENSION:,}")
+    return shape
 
 
 def _build_model(spec, where, dialect, input_tensors):

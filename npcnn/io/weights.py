@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import FormatError
 from ..layers import CLASSES
+from ..layers.base import MAX_DIMENSION, MAX_WEIGHT_ELEMENTS
 from ..layers.core import InputLayer
 from ..model import Model
 from .config import _snake
@@ -38,7 +39,10 @@ def assign(layer, arrays, where):
         raise FormatError(f"{where}: layer {layer.name!r} ({kind}) needs {len(names)} weights "
                           f"({', '.join(names) or 'none'}), the file has {len(arrays)}")
     for name, array in zip(names, arrays):
-        array = np.asarray(array)
+        try:  # a dataset the HDF5 reader could not read (not numbers, stored elsewhere) says why here
+            array = np.asarray(array)
+        except FormatError as e:
+            raise FormatError(f"layer {layer.name!r} ({kind}) weight {name!r}: {e}") from None
         want = layer.params[name].shape
         if array.shape != want:
             raise FormatError(f"{where}: layer {layer.name!r} ({kind}) weight {name!r} should have shape {want} "
@@ -98,7 +102,7 @@ def read_legacy(group, spec, where):
                           f"{len(stored)} layers ({', '.join(stored[:8])}), the config for {len(wanted)}")
     for child, stored_name in pairs:
         g = group[stored_name]
-        arrays = [np.asarray(g[n]) for n in h5_strings(g, "weight_names")]
+        arrays = [g[n] for n in h5_strings(g, "weight_names")]
         order = legacy_weights(child.layer)
         if len(arrays) != len(order):
             raise FormatError(f"{where}: layer {child.name!r} ({child.class_name}) needs {len(order)} weights, "
@@ -143,7 +147,7 @@ def read_object_paths(root, spec, where):
                 visit(child, sub, f"{path}{key}/{name}/")
             elif present_weights(child.layer):
                 vars_ = _vars_group(sub, layers, child, f"{path}{key}/{name}", where)
-                assign(child.layer, [np.asarray(vars_[k]) for k in sorted(vars_, key=_int_key)], where)
+                assign(child.layer, [vars_[k] for k in sorted(vars_, key=_int_key)], where)
 
     visit(spec, root, "")
 
@@ -175,52 +179,79 @@ _TFJS_DTYPES = {"float32": "<f4", "int32": "<i4", "uint8": "u1", "uint16": "<u2"
 
 def tfjs_tensors(manifest, folder, where):
     """{name: float array} from a TF.js ``weightsManifest``: each group's shards concatenated in order,
-    tensors read one after another; quantized ones dequantized as ``q * scale + min`` (float16: cast)."""
+    tensors read one after another; quantized ones dequantized as ``q * scale + min`` (float16: cast).
+    The shards' sizes on disk are checked against the manifest before any shard is read."""
     tensors = {}
     if not isinstance(manifest, list):
         raise FormatError(f"{where}: weightsManifest should be a list of groups")
     for group in manifest:
-        buf = b"".join(_read_shard(folder, p, where) for p in group.get("paths", []))
+        if not isinstance(group, dict):
+            raise FormatError(f"{where}: a weightsManifest group should be an object, got {str(group)[:80]}")
+        paths, entries = group.get("paths", []), group.get("weights", [])
+        layout = [_tfjs_layout(w, where) for w in entries]
+        want = sum(dt.itemsize * count for _, _, dt, count in layout)
+        files = [_shard_path(folder, p, where) for p in paths]
+        have = sum(os.path.getsize(f) for f in files)
+        if have != want:
+            raise FormatError(f"{where}: the shards {paths} hold {have:,} bytes, the manifest describes {want:,} "
+                              "(truncated or padded shards?)")
+        buf = b"".join(_read_shard(f, where) for f in files)
         offset = 0
-        for w in group.get("weights", []):
-            array, offset = _tfjs_tensor(w, buf, offset, where)
-            tensors[str(w["name"]).split(":")[0]] = array
-        if offset != len(buf):
-            raise FormatError(f"{where}: the shards of {group.get('paths')} hold {len(buf)} bytes, the manifest "
-                              f"describes {offset}")
+        for w, (name, shape, dt, count) in zip(entries, layout):
+            raw = np.frombuffer(buf, dtype=dt, count=count, offset=offset).reshape(shape)
+            offset += count * dt.itemsize
+            tensors[name.split(":")[0]] = _dequantize(w, raw, where)
     return tensors
 
 
-def _read_shard(folder, name, where):
+def _shard_path(folder, name, where):
+    """A shard's path, refused when it leaves the model's folder or does not exist."""
     path = os.path.normpath(os.path.join(folder, str(name)))
     if os.path.isabs(str(name)) or not path.startswith(os.path.normpath(folder) + os.sep):
         raise FormatError(f"{where}: weight shard path {name!r} leaves the model's folder; refused")
+    if not os.path.isfile(path):
+        raise FormatError(f"{where}: cannot read weight shard {name!r}: no such file")
+    return path
+
+
+def _read_shard(path, where):
     try:
         with open(path, "rb") as f:
             return f.read()
     except OSError as e:
-        raise FormatError(f"{where}: cannot read weight shard {name!r}: {e.strerror}") from None
+        raise FormatError(f"{where}: cannot read weight shard {os.path.basename(path)!r}: {e.strerror}") from None
 
 
-def _tfjs_tensor(w, buf, offset, where):
-    """One manifest entry -> (float32 array, next offset)."""
-    name, shape = w.get("name"), tuple(int(s) for s in w.get("shape", []))
+def _tfjs_layout(w, where):
+    """One manifest entry -> (name, shape, stored dtype, element count), checked before reading."""
+    if not isinstance(w, dict):
+        raise FormatError(f"{where}: a weightsManifest entry should be an object, got {str(w)[:80]}")
+    name, shape = str(w.get("name")), w.get("shape", [])
+    if not isinstance(shape, list) or not all(isinstance(s, int) and 0 <= s <= MAX_DIMENSION for s in shape):
+        raise FormatError(f"{where}: weight {name!r} has the shape {str(shape)[:80]}; expected a list of sizes "
+                          f"0..{MAX_DIMENSION}")
     q = w.get("quantization")
-    stored = (q or {}).get("dtype", w.get("dtype", "float32"))
+    stored = (q if isinstance(q, dict) else {}).get("dtype", w.get("dtype", "float32"))
     if stored not in _TFJS_DTYPES:
         raise FormatError(f"{where}: weight {name!r} has dtype {stored!r}; expected one of {sorted(_TFJS_DTYPES)}")
-    dt = np.dtype(_TFJS_DTYPES[stored])
-    count = int(np.prod(shape, dtype=np.int64))
-    end = offset + count * dt.itemsize
-    if end > len(buf):
-        raise FormatError(f"{where}: weight {name!r} {shape} needs bytes {offset}..{end}, the shards have "
-                          f"{len(buf)} (truncated?)")
-    raw = np.frombuffer(buf, dtype=dt, count=count, offset=offset).reshape(shape)
-    if q and stored in ("uint8", "uint16"):
-        values = raw.astype(np.float64) * float(q["scale"]) + float(q["min"])
-    else:
-        values = raw
-    return values.astype(np.float32), end
+    count = int(np.prod(shape, dtype=object))
+    if count > MAX_WEIGHT_ELEMENTS:
+        raise FormatError(f"{where}: weight {name!r} of shape {tuple(shape)} holds over {MAX_WEIGHT_ELEMENTS:,} "
+                          "numbers; refused")
+    return name, tuple(shape), np.dtype(_TFJS_DTYPES[stored]), count
+
+
+def _dequantize(w, raw, where):
+    """float32 values of a stored tensor: quantized uint8/uint16 as ``q * scale + min``, others cast."""
+    q = w.get("quantization")
+    if isinstance(q, dict) and q.get("dtype") in ("uint8", "uint16"):
+        try:
+            scale, low = float(q["scale"]), float(q["min"])
+        except (KeyError, TypeError, ValueError):
+            raise FormatError(f"{where}: weight {w.get('name')!r} is quantized without a numeric scale and "
+                              "min") from None
+        return (raw.astype(np.float64) * scale + low).astype(np.float32)
+    return raw.astype(np.float32)
 
 
 def read_tfjs(tensors, spec, where):
