@@ -1,7 +1,8 @@
 """Fuzz npcnn's model loader with mutated Keras files: every outcome must be a model or an NpcnnError.
 
-    python tools/fuzz_models.py --mutants 10000 --seed 0 --out fuzz-out      # the long run (minutes)
-    python tools/fuzz_models.py --replay fuzz-out/failures/0042               # re-run one saved mutant
+    python3 tools/fuzz_models.py --mutants 10000 --seed 0 --out /tmp/fuzz10k      # the long run (~7 min)
+    python3 tools/fuzz_models.py --replay /tmp/fuzz10k/failures/00042              # re-run one saved mutant
+    python3 tools/fuzz_models.py --mutants 3000 --kinds h5 --insert-only --out /tmp/hang   # hunt libhdf5 hangs
 
 Seeds are the committed fixtures in every format (Keras 3 .keras/.h5/.weights.h5+JSON, Keras 2
 .h5/weights+JSON, TF.js, the shipped Keras 2.0.5 file). Mutations: bit flips, truncation, bytes copied
@@ -14,7 +15,11 @@ Each mutant is loaded by a worker process with a memory limit and a deadline. Ou
 ``refused`` (an NpcnnError) are fine; ``error`` (any other exception), ``hang`` (over the deadline),
 ``memory`` (MemoryError or the limit hit), ``crash`` (the worker died) and ``code`` (the loader ran code:
 an audit event such as exec/marshal/pickle/os.system, or the Lambda fixtures' marker file appeared) are
-failures, saved with their description for replay. Needs numpy and h5py only.
+failures, saved under ``--out``/failures with their description for replay. Refusals where npcnn stopped
+its HDF5 reader at the deadline (libhdf5 looping in C: tests/fixtures/untrusted/hdf5_hang.h5 came from
+here) are fine but counted and saved under ``--out``/deadline. The summary (summary.json, last line
+printed) gives the counts, the slowest mutant, and the peak RSS of the worker and of npcnn's HDF5 reader
+child. Needs numpy and h5py only.
 """
 import argparse
 import copy
@@ -288,7 +293,7 @@ def mutate_zip(rng, src, dst):
     if kind == 3:
         write_zip(dst, {k: v for k, v in entries.items() if k != "model.weights.h5"})
         body, size, crc = bomb_bytes()
-        _append_raw_deflated(dst, "model.weights.h5", body, size, crc)
+        append_raw_deflated(dst, "model.weights.h5", body, size, crc)
         return "model.weights.h5 replaced by 512 MiB of zeros (zip bomb)"
     data, what = BYTE_MUTATIONS[int(rng.integers(4))](rng, open(src, "rb").read())
     with open(dst, "wb") as f:
@@ -296,7 +301,7 @@ def mutate_zip(rng, src, dst):
     return "archive bytes: " + what
 
 
-def _append_raw_deflated(path, name, body, size, crc):
+def append_raw_deflated(path, name, body, size, crc):
     """Add an entry whose deflated bytes are given (so a 512 MiB entry costs 0.5 MB to write)."""
     with zipfile.ZipFile(path, "a") as z:
         info = zipfile.ZipInfo(name)
