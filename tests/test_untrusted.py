@@ -124,6 +124,15 @@ def test_deep_json_nesting_refused_before_parsing(tmp_path):
     assert guard.json_depth('{"a": "[[[[{{{", "b": [[1], {"c": []}]}') == 4  # brackets in strings don't count
 
 
+def test_oversized_json_refused_unread(monkeypatch, tmp_path):
+    path = os.path.join(KERAS, "cats_dogs.k3.json")
+    monkeypatch.setattr(npcnn.io.load, "MAX_JSON_BYTES", 1000)
+    refused(path, f"{os.path.getsize(path):,}-byte JSON file")
+    monkeypatch.setattr(guard, "MAX_JSON_BYTES", 1000)  # JSON text from elsewhere (an archive, an attribute)
+    with pytest.raises(FormatError, match="npcnn reads configs up to 1,000 bytes"):
+        npcnn.io.model_from_config(open(path).read())
+
+
 def test_deep_config_dict_in_code_is_a_format_error():
     """A config dict given in code never went through the JSON checks: its depth ends as a FormatError."""
     _, cfg = small_functional()
@@ -301,6 +310,23 @@ def test_snapshot_matches_h5py():
         assert snap.attrs["model_config"] == f.attrs["model_config"]
         assert list(snap["model_weights"].attrs["layer_names"]) == list(f["model_weights"].attrs["layer_names"])
         assert "model_weights/" + names[-1].split("/", 1)[-1] in snap or names[-1] in snap
+
+
+def test_spawned_reader_equals_forked():
+    """The reader used where fork is unavailable (a fresh interpreter) gives the same snapshot, from a
+    path and from bytes (an archive's model.weights.h5)."""
+    path = os.path.join(KERAS, "conv2d.k3.weights.h5")
+    size = os.path.getsize(path)
+    forked = hdf5._unpack(*hdf5._read_forked(path, size, 30, path), path)
+    for source in (path, open(path, "rb").read()):
+        spawned = hdf5._unpack(*hdf5._read_spawned(source, size, 60, path), path)
+        names = []
+        forked.visititems(lambda n, o: names.append(n))
+        assert names
+        for n in names:
+            assert spawned[n].attrs.keys() == forked[n].attrs.keys()
+            if isinstance(forked[n], hdf5.Dataset):
+                np.testing.assert_array_equal(np.asarray(spawned[n]), np.asarray(forked[n]))
 
 
 @pytest.mark.parametrize("name", ["cats_dogs.k2.h5", "cats_dogs.k3.h5", "cats_dogs.k3.keras"])

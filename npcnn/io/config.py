@@ -355,7 +355,7 @@ def _make_layer(spec, where, dialect):
         layer = cls(**kwargs)
     except UnsupportedError as e:
         raise UnsupportedError(f"{where}: layer {spec.name!r} ({spec.class_name}): {e}") from None
-    except (NpcnnError, TypeError, ValueError) as e:
+    except (NpcnnError, TypeError, ValueError, ArithmeticError, MemoryError, RecursionError) as e:
         raise FormatError(f"{where}: layer {spec.name!r} ({spec.class_name}) has a config npcnn cannot use: "
                           f"{e}") from None
     if dialect == 2 and layer.activation.name == "hard_sigmoid":
@@ -518,7 +518,7 @@ def _call(child, inputs, where, dialect):
         out = child.layer(inputs)
     except UnsupportedError:
         raise
-    except (NpcnnError, TypeError, ValueError, IndexError) as e:
+    except (NpcnnError, TypeError, ValueError, IndexError, ArithmeticError, MemoryError, RecursionError) as e:
         shapes = [t.shape for t in inputs] if isinstance(inputs, list) else inputs.shape
         raise FormatError(f"{where}: layer {child.name!r} ({child.class_name}) cannot take inputs of shape "
                           f"{shapes}: {e}") from None

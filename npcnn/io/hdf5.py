@@ -142,7 +142,9 @@ def _read_spawned(source, size, seconds, where):
     data = source if isinstance(source, (bytes, bytearray)) else None
     if data is None:
         cmd += [os.fspath(source), str(size)]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])))
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     try:
         out, _ = proc.communicate(input=data, timeout=seconds)
     except subprocess.TimeoutExpired:

@@ -72,10 +72,7 @@ def config_argument(config, where):
         cpath = os.fspath(config)
         if not os.path.isfile(cpath):
             raise InputError(f"{where}: config={cpath!r} is neither JSON text nor an existing file")
-        with reading(cpath, "reading the config JSON"):
-            with open(cpath, "rb") as f:
-                config = f.read()
-        where = cpath
+        config, where = _json_file(cpath), cpath
     if not isinstance(config, (str, bytes)):
         raise InputError(f"{where}: config= must be a dict, JSON text or a path, got {type(config).__name__}")
     return cfgmod.unwrap(cfgmod.loads(config, where))
@@ -168,10 +165,19 @@ def _load_keras_archive(path, config):
         return _build(vetted, path, lambda spec: wmod.read_object_paths(h5, spec, where))
 
 
-def _load_json(path, config):
+def _json_file(path):
+    """The bytes of a JSON file, refused unread when it is over MAX_JSON_BYTES."""
     with reading(path, "reading JSON"):
+        size = os.path.getsize(path)
+        if size > MAX_JSON_BYTES:
+            raise FormatError(f"{path}: a {size:,}-byte JSON file; npcnn reads configs up to {MAX_JSON_BYTES:,} "
+                              "bytes (a Keras config is rarely over 1 MB)")
         with open(path, "rb") as f:
-            doc = cfgmod.loads(f.read(), path)
+            return f.read()
+
+
+def _load_json(path, config):
+    doc = cfgmod.loads(_json_file(path), path)
     if isinstance(doc, dict) and "modelTopology" in doc:
         return _load_tfjs(path, doc, config)
     if config is not None:
