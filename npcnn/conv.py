@@ -417,20 +417,23 @@ def conv2d_input_grad(dout, w, x_shape, strides=(1, 1), pads=((0, 0), (0, 0)), d
     (dh, dw), (sh, sw) = tuple(dilation), tuple(strides)
     oh, ow = dout.shape[1:3]
     dout = dout.astype(np.result_type(dout.dtype, w.dtype), copy=False)
-    if (sh, sw) == (1, 1):
+    flipped_shape = (kh, kw, cout // groups, cin)
+    fast = use_winograd(flipped_shape, (1, 1), (dh, dw), groups)
+    if (sh, sw) == (1, 1) and (fast or cin >= cout):
         # dx_pad[p] = sum_a dout[p - a*d] w[a]: a stride-1 correlation of the zero-padded dout with the
-        # flipped kernel; padding dout by (k-1)*d - pad lands directly on the unpadded dx.
+        # flipped kernel; padding dout by (k-1)*d - pad lands directly on the unpadded dx. Its im2col
+        # copies taps*cout numbers per pixel, col2im below taps*cin: so this path when cin >= cout.
         before = ((kh - 1) * dh - pt, (kw - 1) * dw - pl)
         bot = h + (kh - 1) * dh - before[0] - oh  # padding below so that the output has h rows
         rgt = wd + (kw - 1) * dw - before[1] - ow
         if min(before) >= 0 and bot >= 0 and rgt >= 0:
-            flipped_shape = (kh, kw, cout // groups, cin)
             # Winograd caches its own transform of the flipped kernel; only the other paths keep the flip
-            wf = np.empty(flipped_shape, w.dtype) if use_winograd(flipped_shape, (1, 1), (dh, dw), groups) else \
-                _derived(w, ("flip", groups), lambda: flip_kernel(w, groups))
+            wf = np.empty(flipped_shape, w.dtype) if fast else _derived(w, ("flip", groups),
+                                                                        lambda: flip_kernel(w, groups))
             return _conv2d(dout, wf, None, (1, 1), ((before[0], bot), (before[1], rgt)), (dh, dw), groups,
                            source=(w, True))
-    # General case (strides, or paddings larger than the kernel): col2im offset by offset.
+    # col2im (strides, cin < cout, or paddings larger than the kernel): dcols = dout @ w.T, added back
+    # offset by offset.
     dxpad = np.zeros((n, h + pt + pb, wd + pl + pr, cin), dtype=dout.dtype)
     wmat = _group_kernel(w, groups)  # (G, taps*cin_g, cout_g)
     taps = kh * kw

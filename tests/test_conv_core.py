@@ -85,8 +85,9 @@ def test_conv2d_matches_direct_loop(rng, kernel, strides, dilation, groups, padd
 
 
 @pytest.mark.parametrize("kernel,strides,dilation,groups,padding", GEOMETRIES)
-def test_conv_backward_adjoint_identities(rng, kernel, strides, dilation, groups, padding):
-    x, w, pads = _case(rng, kernel, strides, dilation, groups, padding)
+@pytest.mark.parametrize("cin,cout", [(4, 6), (6, 4)])  # dx by col2im (cin < cout) or by the flipped kernel
+def test_conv_backward_adjoint_identities(rng, kernel, strides, dilation, groups, padding, cin, cout):
+    x, w, pads = _case(rng, kernel, strides, dilation, groups, padding, cin=cin, cout=cout)
     y = core.conv2d(x, w, None, strides, pads, dilation, groups)
     dy = rng.standard_normal(y.shape)
     dx = core.conv2d_input_grad(dy, w, x.shape, strides, pads, dilation, groups)
