@@ -22,9 +22,14 @@ Fast paths (each checked against the plain im2col path in tests/test_conv_core.p
 Backward::
 
     dw = cols.T @ dout                                  (accumulated block by block)
-    dx = stride 1:  conv(pad(dout), flip(w) with cin/cout swapped)   -- itself a convolution (fast paths too)
-         stride s:  dcols = dout @ w.T, then added back window offset by window offset (col2im: a loop
-                    over the kh*kw taps, each a vectorised strided add, never a scatter over pixels)
+    dx = stride 1, cin >= cout (or Winograd):  conv(pad(dout), flip(w) with cin/cout swapped) -- itself a
+                    convolution, so the forward's fast paths serve it too
+         otherwise: dcols = dout @ w.T, then added back window offset by window offset (col2im: a loop
+                    over the kh*kw taps, each a vectorised strided add, never a scatter over pixels);
+                    it copies taps*cin numbers per pixel where the flipped convolution copies taps*cout
+
+Shared machines: NumPy's OpenBLAS runs every GEMM on all cores and its threads wait for each other, so on
+an oversubscribed machine (load above the core count) OPENBLAS_NUM_THREADS=1 is often several times faster.
 
 Transformed kernels (flipped, Winograd) are cached per kernel array and recomputed when the array's
 contents change (a fingerprint: a dot product with a fixed random probe, see :func:`_derived`).
