@@ -48,8 +48,15 @@ def byte_budget(file_bytes):
 
 
 def read_zip_member(zf, name, where, archive_bytes, limit=None):
-    """The bytes of one zip entry, refusing zip bombs: the size the header declares is checked first,
-    then the entry is decompressed in chunks with the same cap (headers can lie).
+    """The bytes of one zip entry, refusing zip bombs (see :func:`copy_zip_member`)."""
+    chunks = []
+    copy_zip_member(zf, name, where, archive_bytes, chunks.append, limit)
+    return b"".join(chunks)
+
+
+def copy_zip_member(zf, name, where, archive_bytes, write, limit=None):
+    """Decompress one zip entry in 1 MiB chunks into ``write(chunk)``, refusing zip bombs: the size the
+    header declares is checked first, then the bytes as they come, against the same cap (headers can lie).
 
     zf: an open ZipFile. archive_bytes: the archive's size on disk. limit: a tighter cap (e.g. JSON).
     """
@@ -58,7 +65,7 @@ def read_zip_member(zf, name, where, archive_bytes, limit=None):
     if info.file_size > cap:
         raise FormatError(f"{where}: the archive entry {name!r} says it decompresses to {info.file_size:,} bytes "
                           f"from a {archive_bytes:,}-byte archive (limit {cap:,}); refused as a zip bomb")
-    chunks, total = [], 0
+    total = 0
     with zf.open(info) as member:
         while True:
             chunk = member.read(1 << 20)
@@ -68,8 +75,7 @@ def read_zip_member(zf, name, where, archive_bytes, limit=None):
             if total > cap:
                 raise FormatError(f"{where}: the archive entry {name!r} decompresses to more than {cap:,} bytes "
                                   f"(its header said {info.file_size:,}); refused as a zip bomb")
-            chunks.append(chunk)
-    return b"".join(chunks)
+            write(chunk)
 
 
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)

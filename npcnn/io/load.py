@@ -10,13 +10,14 @@
 Every h5py / zipfile / json failure becomes a :class:`FormatError` naming the file and what was expected.
 """
 import os
+import tempfile
 import zipfile
 
 from ..errors import FormatError, InputError, UnsupportedError
 from . import config as cfgmod
 from . import weights as wmod
 from .hdf5 import open_hdf5
-from .guard import MAX_JSON_BYTES, read_zip_member, reading
+from .guard import MAX_JSON_BYTES, copy_zip_member, read_zip_member, reading
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -136,8 +137,8 @@ def _load_keras_archive(path, config):
         zf = zipfile.ZipFile(path)
     size = os.path.getsize(path)
 
-    def member(name, limit=None):  # every entry read with the zip-bomb checks of guard.read_zip_member
-        return read_zip_member(zf, name, f"{path} ({name})", size, limit)
+    def json_member(name):  # read with the zip-bomb checks of guard.read_zip_member
+        return cfgmod.loads(read_zip_member(zf, name, f"{path} ({name})", size, MAX_JSON_BYTES), f"{path} ({name})")
 
     with zf, reading(path, "reading the .keras archive"):
         names = zf.namelist()
@@ -146,21 +147,27 @@ def _load_keras_archive(path, config):
                               f"{', '.join(names[:6]) or 'nothing'})")
         meta = {}
         if "metadata.json" in names:
-            meta = cfgmod.loads(member("metadata.json", MAX_JSON_BYTES), f"{path} (metadata.json)")
+            meta = json_member("metadata.json")
         version = meta.get("keras_version") if isinstance(meta, dict) else None
         if config is not None:
             cfg, version = config_argument(config, path), None
         else:
-            cfg = cfgmod.loads(member("config.json", MAX_JSON_BYTES), f"{path} (config.json)")
+            cfg = json_member("config.json")
         vetted = _vet(cfg, path, version)
         if "model.weights.h5" not in names:
             if "model.weights.npz" in names:
                 raise UnsupportedError(f"{path}: weights stored as model.weights.npz, which Keras writes with "
                                        "pickled objects; npcnn never unpickles. Re-save with the default h5 format")
             raise FormatError(f"{path}: the archive has no model.weights.h5")
-        data = member("model.weights.h5")
-    where = f"{path} (model.weights.h5)"
-    h5 = open_hdf5(data, where)
+        # the weights go to a temporary file, read from there by the HDF5 child: never all in memory here
+        where = f"{path} (model.weights.h5)"
+        fd, tmp = tempfile.mkstemp(suffix=".weights.h5")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                copy_zip_member(zf, "model.weights.h5", where, size, out.write)
+            h5 = open_hdf5(tmp, where)
+        finally:
+            os.unlink(tmp)
     with reading(where, "reading the weights"):
         return _build(vetted, path, lambda spec: wmod.read_object_paths(h5, spec, where))
 
