@@ -243,16 +243,15 @@ def _summary_text(model):
 
 # ---------------------------------------------------------------- the demo
 def shipped(name=""):
-    """Path of a file shipped with npcnn (the repository's weights/ folder, installed as npcnn.shipped)."""
-    from importlib import resources
-    try:
-        root = resources.files("npcnn.shipped")
-    except ModuleNotFoundError:
-        root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
-    path = os.path.join(str(root), name)
-    if not os.path.exists(path):
-        raise InputError(f"the shipped file {name!r} is missing ({path}); reinstall npcnn with 'pip install .'")
-    return path
+    """Path of a file shipped with npcnn: installed as the data package ``npcnn/shipped/``; in a source
+    checkout, the repository's ``weights/`` folder."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for root in (os.path.join(here, "shipped"), os.path.join(os.path.dirname(here), "weights")):
+        path = os.path.join(root, name)
+        if os.path.exists(path):
+            return path
+    raise InputError(f"the shipped file {name!r} is missing (looked in {here}/shipped and the source tree's "
+                     "weights/); reinstall npcnn with 'pip install .'")
 
 
 def demo(out_dir="npcnn-demo", progress=True, quick=False):

@@ -40,3 +40,8 @@ def test_preprocessing_choice():
     assert gallery.preprocess_mode(m, {"preprocess_mode": "caffe"}, override="tf") == "tf"
     r = npcnn.Sequential([L.Rescaling(1 / 255, input_shape=(8, 8, 1)), L.Flatten(), L.Dense(2)])
     assert gallery.preprocess_mode(r, {}) == "none"  # the model scales its own pixels
+
+
+def test_shipped_files_are_found():
+    for name in ("fer_mini_xception.hdf5", "fashion_mnist_cnn.keras", "samples/faces.json", "samples/astronaut.png"):
+        assert gallery.shipped(name).endswith(name)
