@@ -285,6 +285,19 @@ def test_slow_reader_hits_the_deadline_and_the_child_is_reaped(monkeypatch):
         os.waitpid(pids[0], os.WNOHANG)
 
 
+def test_unreadable_dataset_is_named(tmp_path):
+    """A gzip chunk overwritten with junk: libhdf5 fails reading it; the error names the dataset."""
+    path = tmp_path / "bad_chunk.h5"
+    with h5py.File(path, "w") as f:
+        f["a"] = np.arange(10.0)
+        chunk = f.create_dataset("b", data=np.arange(5000.0), chunks=(5000,), compression="gzip").id.get_chunk_info(0)
+    data = bytearray(path.read_bytes())
+    data[chunk.byte_offset:chunk.byte_offset + chunk.size] = b"\xff" * chunk.size
+    path.write_bytes(bytes(data))
+    with pytest.raises(FormatError, match="dataset '/b'.*filter"):
+        hdf5.open_hdf5(str(path), "bad_chunk.h5")
+
+
 def test_reader_crash_is_a_format_error(monkeypatch):
     monkeypatch.setattr(hdf5, "_snapshot", lambda source, size, out: os._exit(3))
     with pytest.raises(FormatError, match="crashed"):

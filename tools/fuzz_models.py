@@ -23,7 +23,6 @@ child. Needs numpy and h5py only.
 """
 import argparse
 import copy
-import io
 import json
 import os
 import select
@@ -434,12 +433,14 @@ class Worker:
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
         if not ready:
             self.kill()
-            return {"outcome": "hang", "message": f"no answer within {timeout} s", "seconds": time.perf_counter() - start}
+            return {"outcome": "hang", "message": f"no answer within {timeout} s",
+                    "seconds": time.perf_counter() - start}
         line = self.proc.stdout.readline()
         if not line:
             code = self.proc.wait()
             self.proc = None
-            return {"outcome": "crash", "message": f"worker died with status {code}", "seconds": time.perf_counter() - start}
+            return {"outcome": "crash", "message": f"worker died with status {code}",
+                    "seconds": time.perf_counter() - start}
         return json.loads(line)
 
     def kill(self):
@@ -535,15 +536,17 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     start = time.time()
     summary = fuzz(args.mutants, args.seed, args.out, args.timeout, args.memory, progress=True,
-                   kinds=args.kinds and args.kinds.split(","), byte_mutations=[insert_copy] if args.insert_only else None)
+                   kinds=args.kinds and args.kinds.split(","),
+                   byte_mutations=[insert_copy] if args.insert_only else None)
     summary["wall_seconds"] = time.time() - start
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
-    c = summary["counts"]
-    print(f"{summary['mutants']} mutants in {summary['wall_seconds']:.0f} s: loaded {c['loaded']}, refused cleanly "
-          f"{c['refused']}, failed {summary['failed']} (error {c['error']}, hang {c['hang']}, memory {c['memory']}, "
-          f"crash {c['crash']}, code {c['code']}); slowest {summary['slowest_seconds']:.2f} s ({summary['slowest']}); "
-          f"worker peak RSS {summary['worker_peak_rss_mb']:.0f} MB, HDF5 reader child {summary['hdf5_child_peak_rss_mb']:.0f} MB; "
+    c, n = summary["counts"], summary["mutants"]
+    print(f"{n} mutants in {summary['wall_seconds']:.0f} s: loaded {c['loaded']} ({c['loaded'] / n:.1%}), refused "
+          f"cleanly {c['refused']} ({c['refused'] / n:.1%}), failed {summary['failed']} (error {c['error']}, hang "
+          f"{c['hang']}, memory {c['memory']}, crash {c['crash']}, code {c['code']}); slowest "
+          f"{summary['slowest_seconds']:.2f} s ({summary['slowest']}); worker peak RSS "
+          f"{summary['worker_peak_rss_mb']:.0f} MB, HDF5 reader child {summary['hdf5_child_peak_rss_mb']:.0f} MB; "
           f"HDF5 reads stopped at the deadline: {summary['hdf5_deadline']}")
     return 1 if summary["failed"] else 0
 

@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 from ..errors import FormatError
-from .guard import byte_budget
+from .guard import byte_budget, reading
 
 HDF5_SECONDS = 3.0                 # deadline for a small file; generous next to the ~50 ms a load takes
 HDF5_RATE = 25e6                   # plus one second per 25 MB (VGG16's 528 MB: 24 s; it reads in ~1 s)
@@ -49,8 +49,9 @@ def open_hdf5(source, where, seconds=None):
     size = len(source) if isinstance(source, (bytes, bytearray)) else os.path.getsize(source)
     seconds = HDF5_SECONDS + size / HDF5_RATE if seconds is None else seconds
     read = _read_forked if sys.platform.startswith("linux") else _read_spawned
-    header, stream = read(source, size, seconds, where)
-    return _unpack(header, stream, where)
+    header, arrays = read(source, size, seconds, where)
+    with reading(where, "unpacking the HDF5 reader's answer"):
+        return _unpack(header, arrays, where)
 
 
 def _late(where, seconds):
@@ -92,7 +93,10 @@ def _read_header(stream, where):
     text = stream.read(length)
     if len(text) < length:
         raise FormatError(f"{where}: the HDF5 reader stopped mid-answer (it crashed on the file)")
-    header = json.loads(text)
+    try:
+        header = json.loads(text)
+    except (ValueError, RecursionError):
+        raise FormatError(f"{where}: the HDF5 reader's answer is unreadable; the file is corrupt") from None
     if "error" in header:
         raise FormatError(f"{where}: reading as HDF5 failed ({header['error']}); the file may be truncated, "
                           "corrupt, or not what its name says")
@@ -137,11 +141,10 @@ def _stop(pid):
 def _read_spawned(source, size, seconds, where):
     """Without fork: a fresh interpreter runs the child (slower to start, same protocol over stdout)."""
     cmd = [sys.executable, "-c", "import sys; from npcnn.io.hdf5 import _snapshot; "
-                                 "_snapshot(sys.argv[1] if len(sys.argv) > 1 else sys.stdin.buffer.read(), "
-                                 "int(sys.argv[2]) if len(sys.argv) > 2 else 0, sys.stdout.buffer)"]
-    data = source if isinstance(source, (bytes, bytearray)) else None
-    if data is None:
-        cmd += [os.fspath(source), str(size)]
+                                 "_snapshot(sys.stdin.buffer.read() if sys.argv[1] == '-' else sys.argv[1], "
+                                 "int(sys.argv[2]), sys.stdout.buffer)"]
+    data = bytes(source) if isinstance(source, (bytes, bytearray)) else None
+    cmd += ["-" if data is not None else os.fspath(source), str(size)]
     package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])))
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
@@ -157,7 +160,12 @@ def _read_spawned(source, size, seconds, where):
 
 
 def _read_array(stream, declared, where):
-    """One ``.npy`` array from the child, checked against the header's shape and dtype."""
+    """One tagged ``.npy`` array from the child, checked against the header's shape and dtype."""
+    tag = stream.read(1)
+    if tag == b"E":
+        _read_header(stream, where)  # raises the child's error
+    if tag != b"A":
+        raise FormatError(f"{where}: the HDF5 reader stopped mid-answer (it crashed on the file)")
     try:
         array = np.lib.format.read_array(stream, allow_pickle=False)
     except ValueError as e:
@@ -194,11 +202,22 @@ def _snapshot(source, size, out):
             header = {"nodes": nodes, "datasets": [dict(nodes[i]["data"], node=i) for i, _ in readable]}
             _write_header(out, header)
             sink = _Sink(out)
-            for _, dset in readable:
-                np.lib.format.write_array(sink, np.asarray(dset[()], order="C"), allow_pickle=False)
+            for i, dset in readable:  # each array after a tag: b"A" and .npy bytes, or b"E" and an error
+                try:
+                    array = np.asarray(dset[()], order="C")
+                except Exception as e:  # noqa: BLE001 - reported to the parent, naming the dataset
+                    out.write(b"E")
+                    _write_header(out, {"error": f"dataset {nodes[i]['data']['name']!r}: {_describe(e)}"})
+                    break
+                out.write(b"A")
+                np.lib.format.write_array(sink, array, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - every failure is reported to the parent as text
-        _write_header(out, {"error": f"{type(e).__name__}: {str(e)[:300]}"})
+        _write_header(out, {"error": _describe(e)})
     out.flush()
+
+
+def _describe(e):
+    return f"{type(e).__name__}: {str(e)[:300]}"
 
 
 class _Sink:
