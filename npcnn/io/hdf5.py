@@ -25,6 +25,7 @@ import struct
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -49,13 +50,13 @@ def open_hdf5(source, where, seconds=None):
     size = len(source) if isinstance(source, (bytes, bytearray)) else os.path.getsize(source)
     seconds = HDF5_SECONDS + size / HDF5_RATE if seconds is None else seconds
     read = _read_forked if sys.platform.startswith("linux") else _read_spawned
-    header, arrays = read(source, size, seconds, where)
-    with reading(where, "unpacking the HDF5 reader's answer"):
+    with reading(where, "reading the HDF5 reader's answer"):
+        header, arrays = read(source, size, seconds, where)
         return _unpack(header, arrays, where)
 
 
 def _late(where, seconds):
-    return FormatError(f"{where}: reading the HDF5 metadata did not finish within {seconds:.0f} s; the file is "
+    return FormatError(f"{where}: reading the HDF5 metadata did not finish within {seconds:.3g} s; the file is "
                        "corrupt or malicious (libhdf5 can loop forever on such files, so npcnn reads them in a "
                        "separate process and stops it)")
 
@@ -106,7 +107,12 @@ def _read_header(stream, where):
 def _read_forked(source, size, seconds, where):
     """Fork a child that writes the snapshot into a pipe; read the header and every array here."""
     rfd, wfd = os.pipe()
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about fork in a threaded process (locks held by other threads). The child only
+        # runs h5py and NumPy, and h5py holds its own lock across fork (os.register_at_fork); anything
+        # else that blocks it ends at the deadline.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # the child: never returns, never runs the parent's cleanup (os._exit)
         code = 1
         try:
