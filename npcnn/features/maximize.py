@@ -83,10 +83,16 @@ class _Resize:
         self.aw = bilinear_matrix(small_hw[1], big_hw[1], "float64")
 
     def __call__(self, u):
-        return u if self.same else np.einsum("Hh,nhwc,Ww->nHWc", self.ah, u, self.aw)
+        return u if self.same else _sandwich(self.ah, u, self.aw)
 
     def adjoint(self, g):
-        return g if self.same else np.einsum("Hh,nHWc,Ww->nhwc", self.ah, g, self.aw)
+        return g if self.same else _sandwich(self.ah.T, g, self.aw.T)
+
+
+def _sandwich(a, u, b):
+    """a @ u @ b.T over the spatial axes of u (N, h, w, C) -> (N, H, W, C), as two batched matmuls
+    (a three-operand einsum here ran ~100x slower)."""
+    return np.matmul(np.matmul(a, u.transpose(0, 3, 1, 2)), b.T).transpose(0, 2, 3, 1)
 
 
 def octave_sizes(hw, octaves, scale):
