@@ -16,8 +16,9 @@ Padding is never materialised for the whole image: each block copies only the ro
 
 Fast paths (each checked against the plain im2col path in tests/test_conv_core.py):
   1×1, stride 1        a plain matmul, no copy at all
-  3×3, stride 1        Winograd F(2×2, 3×3) when the layer is wide enough for it to pay: 16 GEMMs of
-                       (tiles, cin) @ (cin, cout) instead of one with 9*cin columns, 2.25× fewer multiplies
+  3×3, stride 1        Winograd F(2×2, 3×3) when the layer is wide enough for it to pay and the BLAS runs
+                       one thread (see WINOGRAD_MIN_CHANNELS): 16 GEMMs of (tiles, cin) @ (cin, cout)
+                       instead of one with 9*cin columns, 2.25× fewer multiplies
 
 Backward::
 
@@ -47,9 +48,16 @@ from .errors import InputError
 MEMORY_BUDGET = 32 << 20
 """Bytes one im2col (or Winograd) block may take; output rows are processed in blocks that fit."""
 
-WINOGRAD_MIN_CHANNELS = 128
+_ONE_BLAS_THREAD = (os.cpu_count() == 1 or
+                    os.environ.get("OPENBLAS_NUM_THREADS", os.environ.get("OMP_NUM_THREADS")) == "1")
+WINOGRAD_MIN_CHANNELS = 128 if _ONE_BLAS_THREAD else 1 << 30
 """Winograd F(2×2, 3×3) is used for 3×3 stride-1 convolutions with at least this many input and output
-channels: below it the 16 small GEMMs and the tile transforms cost more than they save (benchmarks/)."""
+channels: below it the 16 small GEMMs and the tile transforms cost more than they save. Measured
+(benchmarks/bench_conv.py): with one BLAS thread per call it is 1.6-2.4x faster than im2col on VGG16's
+wide layers; with OpenBLAS threading every GEMM on all cores, its 16 small GEMMs per block each pay a
+thread barrier, and on a busy machine the median time became 3-8x worse than im2col's. So by default it
+is on only when the BLAS runs one thread (OPENBLAS_NUM_THREADS=1, or a single core); set this to 128 to
+force it."""
 
 THREADS = min(os.cpu_count() or 1, 4)
 """Threads for the memory-bound steps (im2col copies, Winograd transforms). BLAS already runs the GEMMs
