@@ -6,7 +6,9 @@
 
 The config reader (:mod:`.config`) turns names into classes only through ``npcnn.layers.CLASSES`` and
 refuses code-carrying files (:mod:`.safety`) before anything is built; weight readers (:mod:`.weights`)
-know each layout; nothing here knows about gradients.
+know each layout; HDF5 files are read by a child process under a deadline (:mod:`.hdf5`: libhdf5 can loop
+forever on a damaged file) and every size a file declares is checked before allocating (:mod:`.guard`);
+nothing here knows about gradients.
 """
 from .load import load_model, model_from_config
 from .writer import save_model

@@ -1,7 +1,8 @@
 """Read an untrusted HDF5 file in a child process under a deadline, and hand the readers a plain snapshot.
 
 Why: a byte-mutated HDF5 file can make libhdf5 loop forever in C (seen with h5py 3.14/3.16 and HDF5
-1.14.6 reading a ``model_config`` attribute). Ctrl-C and Python timeouts never reach code looping in C,
+1.14.6 reading a ``model_config`` attribute; tests/fixtures/untrusted/hdf5_hang.h5 loops in HDF5 2.0.0
+reading ``model_weights.attrs["backend"]``; the fuzzer finds about one such file per 1,000 mutants). Ctrl-C and Python timeouts never reach code looping in C,
 so the only reliable bound is another process that can be killed. So:
 
     parent                                       child (os.fork on Linux; a fresh interpreter elsewhere)
