@@ -216,10 +216,11 @@ def agreement(results):
 # ------------------------------------------------------------------ sections
 def section_models(args, tf, torch, rows, lines):
     cases = []
-    if "vgg" in args.only:
-        cases += [("VGG16 224² b1", VGG16_TOP, (224, 224), 1), ("VGG16 224² b8", VGG16_TOP, (224, 224), 8)]
-    if "cats" in args.only:
-        cases += [("cats-vs-dogs 150² b1", CATS_DOGS, (150, 150), 1), ("cats-vs-dogs 150² b8", CATS_DOGS, (150, 150), 8)]
+    for b in args.batches:
+        if "vgg" in args.only:
+            cases.append((f"VGG16 224² b{b}", VGG16_TOP, (224, 224), b))
+        if "cats" in args.only:
+            cases.append((f"cats-vs-dogs 150² b{b}", CATS_DOGS, (150, 150), b))
     for title, spec, hw, batch in cases:
         runs, results = contenders(spec, hw, batch, tf, torch)
         agree = agreement(results)
@@ -487,6 +488,7 @@ def main():
     ap.add_argument("--only", default="vgg,cats,apps,layers,profile,memory,peer")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--memory-size", type=int, default=2048)
+    ap.add_argument("--batches", default="1,8", help="batch sizes of the vgg and cats rows")
     ap.add_argument("--blas-threads", help="OPENBLAS_NUM_THREADS for npcnn (default: OpenBLAS's own, every core); "
                     "1 is faster when the machine is oversubscribed (OpenBLAS threads wait for each other)")
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
@@ -496,6 +498,7 @@ def main():
         memory_child(int(args.memory_child[0]), float(args.memory_child[1]))
         return
     args.only = set(args.only.split(","))
+    args.batches = [int(b) for b in args.batches.split(",")]
     tf = try_import("tensorflow") if args.only & {"vgg", "cats", "apps"} else None
     torch = try_import("torch") if args.only & {"vgg", "cats"} else None
     versions = [f"npcnn {getattr(npcnn, '__version__', '')}".strip()
