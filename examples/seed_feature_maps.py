@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 import npcnn
-from npcnn import features, plot
+from npcnn import attribution, features, plot
 from npcnn.images import load_image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -45,6 +45,10 @@ def main(out="seed_figures"):
         "first_layer_grid.png": plot.plot_feature_grid(features.feature_maps(model, x, "conv2d_1"), "conv2d_1"),
         "activation_1_grid.png": plot.plot_feature_grid(features.feature_maps(model, x, "activation_1"),
                                                         "activation_1 (after BN + ReLU)"),
+        # the log's saliency map: |d score / d pixel| over the face (Simonyan et al. 2013)
+        "saliency_overlay.png": plot.plot_overlay(
+            x[0], attribution.saliency(attribution.without_softmax(model), x)[0], input_range=(-1, 1), alpha=0.6,
+            title=f"saliency for '{classes[p.argmax()]}'", label="|gradient|"),
         # 2. standardised strips for every conv/pool layer, and one big layer paginated
         "layer_strips.png": plot.plot_layer_strips(features.all_feature_maps(model, x, kinds=("conv", "pool"))),
         "strip_separable_conv2d_8.png": plot.plot_feature_strip(features.feature_maps(model, x, "separable_conv2d_8"),
