@@ -304,11 +304,18 @@ def test_batchnorm_training_updates_moving_statistics(rng):
     np.testing.assert_allclose(layer.params["moving_variance"], 0.9 + 0.1 * x.var(axis=(0, 1, 2)), rtol=1e-6)
 
 
-def test_wide_3x3_convolution_gradients(rng):
-    """3x3 stride-1 convolutions with many channels take the conv core's fast path (Winograd when the
-    core has it); its forward, input and weight gradients are checked like every other case."""
-    wide = max(getattr(npcnn.conv, "WINOGRAD_MIN_CHANNELS", 0), 16)
-    gradcheck_layer(L.Conv2D(wide, 3, padding="same", activation="tanh"), [rng.normal(size=(2, 5, 4, wide))], rng,
+@pytest.fixture(params=["im2col", "winograd"])
+def conv_path(request, monkeypatch):
+    """Run a test with Winograd forced off and on (its transformed kernels are cached per kernel array)."""
+    from npcnn import conv
+    monkeypatch.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1 << 30 if request.param == "im2col" else 1)
+    return request.param
+
+
+def test_wide_3x3_convolution_gradients(rng, conv_path):
+    """3x3 stride-1 convolutions take the conv core's Winograd path when it is on (forced here); its forward,
+    input and weight gradients are checked like every other case, and so is the plain im2col path."""
+    gradcheck_layer(L.Conv2D(16, 3, padding="same", activation="tanh"), [rng.normal(size=(2, 5, 4, 16))], rng,
                     n_coords=10)
 
 
@@ -361,14 +368,6 @@ def _in_place_edits_agree_with_a_fresh_copy(layer, x, rng, low, high, step, tria
         twin(x)
         twin.set_weights([p.copy() for p in layer.get_weights()])
         np.testing.assert_array_equal(edited, twin(x))
-
-
-@pytest.fixture(params=["im2col", "winograd"])
-def conv_path(request, monkeypatch):
-    """Run a test with Winograd forced off and on (its transformed kernels are cached per kernel array)."""
-    from npcnn import conv
-    monkeypatch.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1 << 30 if request.param == "im2col" else 1)
-    return request.param
 
 
 @pytest.mark.parametrize("channels", [4, 128])
