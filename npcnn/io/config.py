@@ -10,6 +10,9 @@
     calls are numbered from 1
     hard_sigmoid = clip(0.2 x + 0.5, 0, 1)           hard_sigmoid = relu6(x + 3) / 6
 
+Keras 1 files (dialect 1) are first translated to the Keras 2 form by :mod:`.keras1` (one table of
+renames), then read as Keras 2: node numbering and hard_sigmoid are Keras 2's for dialects 1 and 2.
+
 Flow: :func:`parse` turns the JSON into a tree of :class:`Spec` (one per layer entry, nested models
 carry their children); :func:`build` creates layers from ``npcnn.layers.CLASSES`` (the only way a name
 from a file becomes a class) and wires them with the functional API, the way Keras's own
@@ -25,7 +28,7 @@ from ..errors import FormatError, NpcnnError, UnsupportedError
 from ..layers import CLASSES
 from ..layers.base import MAX_DIMENSION, zero_init
 from ..model import Input, Model, Sequential
-from . import safety
+from . import keras1, safety
 from .guard import MAX_LAYERS, check_json_text, reading
 
 MODEL_CLASSES = {"Functional": "Functional", "Model": "Functional", "Sequential": "Sequential"}
@@ -72,6 +75,11 @@ class Spec:
         self.children, self.inputs, self.outputs, self.layer = [], [], [], None
         self.by_name = {}
         self.node_offset = 0
+        self.weight_converter = None  # Keras 1 kernels laid out differently: stored arrays -> Keras 2 arrays
+
+    def convert_weights(self, arrays):
+        """The stored arrays of this layer in the layout its npcnn layer expects (Keras 1 re-layouts)."""
+        return self.weight_converter(arrays) if self.weight_converter else arrays
 
     @property
     def is_model(self):
@@ -101,23 +109,25 @@ def loads(text, where):
 
 
 def detect_dialect(config, version=None):
-    """2 or 3: from a recorded keras_version when there is one, else from the config's own markers."""
+    """1, 2 or 3: from a recorded keras_version when there is one, else from the config's own markers."""
     if version:
         v = version.decode() if isinstance(version, bytes) else str(version)
         if v[:1].isdigit():
-            return 3 if int(v.split(".")[0]) >= 3 else 2
+            return min(max(int(v.split(".")[0]), 1), 3)
     if isinstance(config, dict) and str(config.get("keras_version", ""))[:1].isdigit():
         return detect_dialect(None, config["keras_version"])
     text = json.dumps(config)
     if '"__keras_tensor__"' in text or '"batch_shape"' in text or '"DTypePolicy"' in text:
         return 3
-    return 2
+    return 1 if keras1.looks_like_keras1(config) else 2
 
 
 def parse(config, where, dialect):
     """The top-level model config (dict) -> a model :class:`Spec`. Safety is checked first, on all of it."""
     with reading(where, "reading the model config"):  # a config dict given in code may nest too deep
         safety.check_config(config, where)
+        if dialect == 1:
+            config = keras1.translate(config, where)
         spec = _parse_model(config, where, dialect)
     count = _count_layers(spec)
     if count > MAX_LAYERS:
@@ -164,6 +174,7 @@ def _parse_entry(entry, where, dialect):
     name = entry.get("name") or cfg.get("name") or _snake(cls)
     spec = Spec(name, cls, cfg, _parse_calls(entry.get("inbound_nodes", []), where, name), kind,
                 entry.get("module"))
+    spec.weight_converter = keras1.weight_converter(entry)
     if kind == "layer":
         return spec
     children = cfg.get("layers")
@@ -184,7 +195,7 @@ def _parse_entry(entry, where, dialect):
         first = spec.children[0].config if spec.children else {}
         has_input = bool(spec.children) and (spec.children[0].is_input or any(
             k in first for k in ("batch_input_shape", "batch_shape", "input_shape")))
-    spec.node_offset = 1 if dialect == 2 and has_input else 0
+    spec.node_offset = 1 if dialect < 3 and has_input else 0
     return spec
 
 
@@ -358,8 +369,8 @@ def _make_layer(spec, where, dialect):
     except (NpcnnError, TypeError, ValueError, ArithmeticError, MemoryError, RecursionError) as e:
         raise FormatError(f"{where}: layer {spec.name!r} ({spec.class_name}) has a config npcnn cannot use: "
                           f"{e}") from None
-    if dialect == 2 and layer.activation.name == "hard_sigmoid":
-        layer.set_activation("hard_sigmoid", slope=0.2)  # Keras 2: clip(0.2 x + 0.5, 0, 1)
+    if dialect < 3 and layer.activation.name == "hard_sigmoid":
+        layer.set_activation("hard_sigmoid", slope=0.2)  # Keras 1 and 2: clip(0.2 x + 0.5, 0, 1)
     return layer
 
 

@@ -82,10 +82,6 @@ def config_argument(config, where):
 def _vet(config, where, version):
     """Parse the config and resolve every class name: unsafe or unknown layers are refused here, before
     any weight is read or any layer built. Returns (spec, dialect)."""
-    v = version.decode() if isinstance(version, bytes) else str(version or "")
-    if v.startswith("1."):
-        raise UnsupportedError(f"{where}: written by Keras {v}; npcnn reads Keras 2 and Keras 3 files "
-                               "(load it in Keras 2 and save it again)")
     with reading(where, "reading the model config"):
         dialect = cfgmod.detect_dialect(config, version)
     spec = cfgmod.parse(config, where, dialect)

@@ -102,7 +102,7 @@ def read_legacy(group, spec, where):
                           f"{len(stored)} layers ({', '.join(stored[:8])}), the config for {len(wanted)}")
     for child, stored_name in pairs:
         g = group[stored_name]
-        arrays = [g[n] for n in h5_strings(g, "weight_names")]
+        arrays = child.convert_weights([g[n] for n in h5_strings(g, "weight_names")])  # Keras 1 layouts
         order = legacy_weights(child.layer)
         if len(arrays) != len(order):
             raise FormatError(f"{where}: layer {child.name!r} ({child.class_name}) needs {len(order)} weights, "
