@@ -301,6 +301,24 @@ def test_batchnorm_modes_other_than_0_are_refused(values, match, tmp_path):
         npcnn.load_model(path)
 
 
+def test_theano_border_mode_full_is_unsupported(tmp_path):
+    path = str(tmp_path / "full.h5")
+    write_keras1("branches", path, lambda c: _set(c, "stem", border_mode="full"))
+    with pytest.raises(UnsupportedError, match="stem.*border_mode='full'"):
+        npcnn.load_model(path)
+
+
+def test_relaid_out_kernels_inside_nested_models_are_refused_not_misread():
+    """A Keras 1 Deconvolution2D inside a nested model: its kernel would need a per-layer transpose
+    inside the model's single weight list; refused rather than read with in/out swapped."""
+    inner = {"class_name": "Model", "name": "inner", "config": {"name": "inner", "layers": [
+        {"class_name": "Deconvolution2D", "name": "up", "config": {"name": "up", "nb_filter": 3, "nb_row": 2,
+                                                                    "nb_col": 2, "border_mode": "valid"}}]}}
+    outer = {"class_name": "Model", "config": {"name": "outer", "layers": [inner]}}
+    with pytest.raises(UnsupportedError, match="'up'.*Deconvolution2D inside a nested model"):
+        keras1.translate(outer, "f.h5")
+
+
 def test_merge_modes_without_an_npcnn_layer_are_unsupported(tmp_path):
     path = str(tmp_path / "cos.h5")
     write_keras1("branches", path, lambda c: _set(c, "residual", mode="cos"))

@@ -82,9 +82,10 @@ def looks_like_keras1(config):
     return any(m in text for m in MARKERS) or any(f'"class_name": "{c}"' in text for c in CLASS_RENAMES)
 
 
-def translate(entry, where):
+def translate(entry, where, depth=0):
     """A Keras 1 model or layer entry -> the same entry in the Keras 2 dialect (a new dict; the input
-    is not modified). Models are walked recursively; each layer goes through :func:`translate_layer`."""
+    is not modified). Models are walked recursively; each layer goes through :func:`translate_layer`.
+    depth: 0 for the top model, 1 for its layers, 2+ inside nested models."""
     if not isinstance(entry, dict):
         return entry
     cls, cfg = entry.get("class_name"), entry.get("config")
@@ -92,10 +93,19 @@ def translate(entry, where):
         layers = cfg if isinstance(cfg, list) else (cfg or {}).get("layers") if isinstance(cfg, dict) else None
         if not isinstance(layers, list):
             return entry
-        new_layers = [translate(c, where) for c in layers]
+        new_layers = [translate(c, where, depth + 1) for c in layers]
         new_cfg = new_layers if isinstance(cfg, list) else dict(cfg, layers=new_layers)
         return dict(entry, config=new_cfg)
+    if cls in KERNEL_LAYOUTS and depth > 1:
+        # a nested model's weights are stored as one list for the whole model; the re-layout is per layer
+        raise UnsupportedError(f"{where}: layer {_name(entry)!r} is a Keras 1 {cls} inside a nested model; npcnn "
+                               f"re-lays out Keras 1 {cls} kernels only for layers of the top-level model")
     return translate_layer(entry, where)
+
+
+def _name(entry):
+    cfg = entry.get("config")
+    return (cfg.get("name") if isinstance(cfg, dict) else None) or entry.get("name") or entry.get("class_name")
 
 
 def translate_layer(entry, where):
@@ -104,7 +114,7 @@ def translate_layer(entry, where):
     cls, cfg = entry.get("class_name"), entry.get("config")
     if not isinstance(cfg, dict):
         return entry
-    name = cfg.get("name", entry.get("name", cls))
+    name = _name(entry)
     _check_layer(cls, cfg, name, where)
     new_cls = _merge_class(cfg, name, where) if cls == "Merge" else CLASS_RENAMES.get(cls, cls)
     new = {}
@@ -135,6 +145,9 @@ def _check_layer(cls, cfg, name, where):
             "layout, whose kernels are also flipped); npcnn reads dim_ordering 'tf' only. Convert it in Keras 1: "
             "load the model, call keras.utils.np_utils.convert_all_kernels_in_model(model), rebuild it with "
             "dim_ordering='tf' (image_dim_ordering 'tf' in ~/.keras/keras.json), copy the weights over and save")
+    if cfg.get("border_mode", "valid") not in ("valid", "same", "causal"):
+        raise UnsupportedError(f"{where}: layer {name!r} ({cls}) uses border_mode={cfg['border_mode']!r} (Theano's "
+                               "'full' or another backend-specific mode); npcnn supports 'valid' and 'same'")
     if cls == "BatchNormalization" and cfg.get("mode", 0) != 0:
         raise UnsupportedError(f"{where}: layer {name!r} is a Keras 1 BatchNormalization with mode={cfg['mode']}"
                                " (normalising each sample with its own statistics); npcnn supports mode 0 only")
