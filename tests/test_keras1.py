@@ -279,32 +279,24 @@ def test_theano_ordering_is_refused_with_how_to_convert(tmp_path):
         npcnn.load_model(path)
 
 
-def test_merge_with_a_python_mode_is_unsafe(tmp_path):
-    """Keras 1 stored a lambda merge mode as marshalled bytecode (mode_type "lambda"): never run."""
-    path = str(tmp_path / "lambda_merge.h5")
-    code = ["4wEAAAAAAAAAAQAAAAIAAABDAAAAcwgAAAB8AABkAQAZUykCTukAAAAAqQApAdoBeHIBAAAAcgEAAAD6AAAA", None, None]
-    write_keras1("branches", path, lambda c: _set(c, "residual", mode=code, mode_type="lambda"))
-    with pytest.raises(UnsafeModelError, match="residual"):
-        npcnn.load_model(path)
-    write_keras1("branches", path, lambda c: _set(c, "residual", mode="my_merge", mode_type="function"))
-    with pytest.raises(UnsafeModelError, match="residual"):
-        npcnn.load_model(path)
+# Keras 1 stored a lambda merge mode as marshalled bytecode (mode_type "lambda"), a function by its name
+# ("function", looked up in Keras's globals): both are code, never run.
+LAMBDA_CODE = ["4wEAAAAAAAAAAQAAAAIAAABDAAAAcwgAAAB8AABkAQAZUykCTukAAAAAqQApAdoBeHIBAAAAcgEAAAD6AAAA", None, None]
+REFUSED = [
+    ("branches", "residual", {"mode": LAMBDA_CODE, "mode_type": "lambda"}, UnsafeModelError, "residual.*lambda"),
+    ("branches", "residual", {"mode": "my_merge", "mode_type": "function"}, UnsafeModelError, "residual"),
+    ("branches", "residual", {"mode": "cos"}, UnsupportedError, "mode='cos'"),
+    ("nested_functional", "block_bn", {"mode": 2}, UnsupportedError, "block_bn.*mode=2"),  # per-sample BN
+    ("branches", "stem", {"border_mode": "full"}, UnsupportedError, "stem.*border_mode='full'"),  # Theano only
+]
 
 
-@pytest.mark.parametrize("values,match", [
-    ({"mode": 2}, "mode=2"),                       # BatchNormalization per-sample modes
-])
-def test_batchnorm_modes_other_than_0_are_refused(values, match, tmp_path):
-    path = str(tmp_path / "bn.h5")
-    write_keras1("nested_functional", path, lambda c: _set(c, "block_bn", **values))
-    with pytest.raises(UnsupportedError, match=match):
-        npcnn.load_model(path)
-
-
-def test_theano_border_mode_full_is_unsupported(tmp_path):
-    path = str(tmp_path / "full.h5")
-    write_keras1("branches", path, lambda c: _set(c, "stem", border_mode="full"))
-    with pytest.raises(UnsupportedError, match="stem.*border_mode='full'"):
+@pytest.mark.parametrize("name,layer,values,error,match", REFUSED, ids=[f"{r[1]}-{list(r[2].values())[-1]}"
+                                                                          for r in REFUSED])
+def test_keras1_options_npcnn_cannot_honour_are_refused(name, layer, values, error, match, tmp_path):
+    path = str(tmp_path / "refused.h5")
+    write_keras1(name, path, lambda c: _set(c, layer, **values))
+    with pytest.raises(error, match=match):
         npcnn.load_model(path)
 
 
@@ -317,13 +309,6 @@ def test_relaid_out_kernels_inside_nested_models_are_refused_not_misread():
     outer = {"class_name": "Model", "config": {"name": "outer", "layers": [inner]}}
     with pytest.raises(UnsupportedError, match="'up'.*Deconvolution2D inside a nested model"):
         keras1.translate(outer, "f.h5")
-
-
-def test_merge_modes_without_an_npcnn_layer_are_unsupported(tmp_path):
-    path = str(tmp_path / "cos.h5")
-    write_keras1("branches", path, lambda c: _set(c, "residual", mode="cos"))
-    with pytest.raises(UnsupportedError, match="mode='cos'"):
-        npcnn.load_model(path)
 
 
 def test_translation_table_leaves_the_input_alone():
