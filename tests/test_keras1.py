@@ -258,6 +258,36 @@ def test_batchnorm_running_std_is_the_variance(tmp_path):
     assert rel_err(want, ref["act/block/block_bn"]) < 1e-5
 
 
+@pytest.mark.parametrize("version", ["1.0.8", "1.2.2"])
+def test_batchnorm_of_keras_1_0_kept_the_std(version, tmp_path):
+    """Keras 1.0's BatchNormalization stored the running std s and output gamma (x - m) / (s + eps) + beta;
+    from 1.1 the same weight holds the variance v: gamma (x - m) / sqrt(v + eps) + beta (both formulas as in
+    the Keras 1.0 / 1.2 sources). One hand-written Keras 1 file, read as either version."""
+    rng = np.random.default_rng(0)
+    eps = 1e-3
+    gamma, beta, mean = rng.uniform(0.5, 1.5, 3), rng.normal(0, 0.2, 3), rng.normal(0, 0.3, 3)
+    stat = rng.uniform(0.5, 1.5, 3).astype(np.float32)  # the stored running_std
+    config = {"class_name": "Sequential", "config": [
+        {"class_name": "BatchNormalization", "config": {"name": "bn", "batch_input_shape": [None, 4, 5, 3],
+                                                        "input_dtype": "float32", "epsilon": eps, "mode": 0,
+                                                        "axis": -1, "momentum": 0.9, "trainable": True}}]}
+    path = str(tmp_path / "bn.h5")
+    with h5py.File(path, "w") as f:
+        f.attrs["keras_version"] = version.encode()
+        f.attrs["model_config"] = json.dumps(config).encode()
+        g = f.create_group("model_weights")
+        g.attrs["layer_names"] = [b"bn"]
+        names = [b"bn_gamma", b"bn_beta", b"bn_running_mean", b"bn_running_std"]
+        g.create_group("bn").attrs["weight_names"] = names
+        for n, value in zip(names, (gamma, beta, mean, stat)):
+            g["bn"][n.decode()] = np.float32(value)
+    x = rng.normal(0, 1, (2, 4, 5, 3)).astype(np.float32)
+    stat = stat.astype(np.float64)
+    denominator = stat + eps if version.startswith("1.0") else np.sqrt(stat + eps)
+    want = gamma * (x - mean) / denominator + beta
+    assert rel_err(npcnn.load_model(path).predict(x), want) < 1e-5
+
+
 def _set(config, layer, **values):
     """Set config values of the Keras 1 layer named ``layer`` (anywhere in the tree)."""
     stack = [config]

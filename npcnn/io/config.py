@@ -108,10 +108,15 @@ def loads(text, where):
         raise FormatError(f"{where}: not valid JSON ({str(e)[:200]})") from None
 
 
+def _text(version):
+    """A keras_version attribute (bytes, str or None) as str or None."""
+    return version.decode("utf8", "replace") if isinstance(version, bytes) else None if version is None else str(version)
+
+
 def detect_dialect(config, version=None):
     """1, 2 or 3: from a recorded keras_version when there is one, else from the config's own markers."""
     if version:
-        v = version.decode() if isinstance(version, bytes) else str(version)
+        v = _text(version)
         if v[:1].isdigit():
             return min(max(int(v.split(".")[0]), 1), 3)
     if isinstance(config, dict) and str(config.get("keras_version", ""))[:1].isdigit():
@@ -122,12 +127,13 @@ def detect_dialect(config, version=None):
     return 1 if keras1.looks_like_keras1(config) else 2
 
 
-def parse(config, where, dialect):
-    """The top-level model config (dict) -> a model :class:`Spec`. Safety is checked first, on all of it."""
+def parse(config, where, dialect, version=None):
+    """The top-level model config (dict) -> a model :class:`Spec`. Safety is checked first, on all of it.
+    version: the file's keras_version, when known (Keras 1.0 and 1.1+ stored BatchNormalization differently)."""
     with reading(where, "reading the model config"):  # a config dict given in code may nest too deep
         safety.check_config(config, where)
         if dialect == 1:
-            config = keras1.translate(config, where)
+            config = keras1.translate(config, where, _text(version))
         spec = _parse_model(config, where, dialect)
     count = _count_layers(spec)
     if count > MAX_LAYERS:

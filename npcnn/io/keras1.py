@@ -10,14 +10,16 @@
     MaxPooling1D(pool_length, stride)                 MaxPooling1D(pool_size, strides)
     BatchNormalization(mode=0): running_std           moving_variance (Keras 1.1+ keeps the variance in it;
                                                       Keras 2's own Keras 1 loader copies it unchanged)
+      Keras 1.0.x: running_std is the std s,          moving_variance = (s + eps)^2 - eps
+      output gamma (x - m) / (s + eps) + beta
     Merge(mode="sum"|"mul"|"ave"|"max"|"concat")      Add / Multiply / Average / Maximum / Concatenate(axis)
     dim_ordering "tf"                                 data_format "channels_last" ("th" is refused)
     InputLayer(input_dtype)                           InputLayer(dtype)
     inbound_nodes [[["layer", 0, 0]]]                 the same triples (Keras 2 adds a kwargs dict)
 
 Everything here is a table: class renames, argument renames, arguments with no effect on inference,
-merge modes, and the kernel re-layouts. :func:`translate` walks a whole model config and returns a
-new one in the Keras 2 dialect; :func:`weight_converter` gives the per-layer kernel re-layout.
+merge modes, and the weight conversions. :func:`translate` walks a whole model config and returns a
+new one in the Keras 2 dialect; :func:`weight_converter` gives a layer's weight conversion.
 """
 import json
 
@@ -54,22 +56,40 @@ MERGE_MODES = {"sum": "Add", "mul": "Multiply", "ave": "Average", "max": "Maximu
 DATA_FORMATS = {"tf": "channels_last"}
 
 
-def _conv1d_kernel(kernel):
+def _conv1d_weights(arrays, cfg):
     """Keras 1.2 Convolution1D kernel (L, 1, in, out) (a conv2d over a dummy axis); Keras 1.1 wrote
-    (out, in, L, 1). Either -> Keras 2's (L, in, out)."""
+    (out, in, L, 1). Either -> Keras 2's (L, in, out). The bias is unchanged."""
+    kernel = np.asarray(arrays[0])
     if kernel.ndim == 4 and kernel.shape[1] != 1 and kernel.shape[3] == 1:
         kernel = kernel.transpose(2, 3, 1, 0)
-    return kernel[:, 0] if kernel.ndim == 4 else kernel
+    return [kernel[:, 0] if kernel.ndim == 4 else kernel, *arrays[1:]]
 
 
-def _deconv_kernel(kernel):
+def _deconv_weights(arrays, cfg):
     """Keras 1 Deconvolution2D (tf) kernel (h, w, in, out) -> Keras 2 Conv2DTranspose's (h, w, out, in)."""
-    return kernel.transpose(0, 1, 3, 2)
+    return [np.asarray(arrays[0]).transpose(0, 1, 3, 2), *arrays[1:]]
 
 
-# Keras 1 class -> how its first weight (the kernel) is re-laid out.
-KERNEL_LAYOUTS = {"Convolution1D": _conv1d_kernel, "AtrousConvolution1D": _conv1d_kernel,
-                  "Deconvolution2D": _deconv_kernel}
+def _bn_std_weights(arrays, cfg):
+    """Keras 1.0 BatchNormalization kept the running standard deviation s and computed
+    gamma (x - mean) / (s + eps) + beta; Keras 1.1+ (and npcnn) compute gamma (x - mean) / sqrt(v + eps) + beta.
+    v = (s + eps)^2 - eps gives the same numbers: sqrt(v + eps) = s + eps."""
+    gamma, beta, mean, std = arrays
+    eps = float(cfg.get("epsilon", 1e-6))  # Keras 1.0's default
+    std = np.asarray(std, np.float64)
+    return [gamma, beta, mean, ((std + eps) ** 2 - eps).astype(np.float32)]
+
+
+# (Keras 1 class, Keras 1 minor version or None for all) -> how its stored weights become Keras 2's.
+WEIGHT_LAYOUTS = {("Convolution1D", None): _conv1d_weights, ("AtrousConvolution1D", None): _conv1d_weights,
+                  ("Deconvolution2D", None): _deconv_weights, ("BatchNormalization", "1.0"): _bn_std_weights}
+
+
+def _weight_layout(cls, version):
+    """The WEIGHT_LAYOUTS key for a Keras 1 class written by Keras ``version`` ("1.2.2"; None: unknown,
+    taken as 1.1+, as Keras 2's own loader does), or None when the weights need no change."""
+    minor = ".".join(str(version or "").split(".")[:2])
+    return next((key for key in ((cls, None), (cls, minor)) if key in WEIGHT_LAYOUTS), None)
 
 # Markers of a Keras 1 config when no keras_version was recorded (Keras 2 wrote none of these).
 MARKERS = ('"nb_filter"', '"output_dim"', '"border_mode"', '"dim_ordering"', '"input_dtype"',
@@ -82,10 +102,11 @@ def looks_like_keras1(config):
     return any(m in text for m in MARKERS) or any(f'"class_name": "{c}"' in text for c in CLASS_RENAMES)
 
 
-def translate(entry, where, depth=0):
+def translate(entry, where, version=None, depth=0):
     """A Keras 1 model or layer entry -> the same entry in the Keras 2 dialect (a new dict; the input
     is not modified). Models are walked recursively; each layer goes through :func:`translate_layer`.
-    depth: 0 for the top model, 1 for its layers, 2+ inside nested models."""
+    version: the file's keras_version ("1.0.8"), when known. depth: 0 for the top model, 1 for its
+    layers, 2+ inside nested models."""
     if not isinstance(entry, dict):
         return entry
     cls, cfg = entry.get("class_name"), entry.get("config")
@@ -93,14 +114,18 @@ def translate(entry, where, depth=0):
         layers = cfg if isinstance(cfg, list) else (cfg or {}).get("layers") if isinstance(cfg, dict) else None
         if not isinstance(layers, list):
             return entry
-        new_layers = [translate(c, where, depth + 1) for c in layers]
+        new_layers = [translate(c, where, version, depth + 1) for c in layers]
         new_cfg = new_layers if isinstance(cfg, list) else dict(cfg, layers=new_layers)
         return dict(entry, config=new_cfg)
-    if cls in KERNEL_LAYOUTS and depth > 1:
-        # a nested model's weights are stored as one list for the whole model; the re-layout is per layer
-        raise UnsupportedError(f"{where}: layer {_name(entry)!r} is a Keras 1 {cls} inside a nested model; npcnn "
-                               f"re-lays out Keras 1 {cls} kernels only for layers of the top-level model")
-    return translate_layer(entry, where)
+    layout = _weight_layout(cls, version)
+    if layout and depth > 1:
+        # a nested model's weights are stored as one list for the whole model; the conversion is per layer
+        raise UnsupportedError(f"{where}: layer {_name(entry)!r} is a Keras {version or 1} {cls} inside a nested "
+                               f"model; npcnn converts the stored weights of such layers only in the top-level model")
+    out = translate_layer(entry, where)
+    if layout:
+        out["keras1_weights"] = layout
+    return out
 
 
 def _name(entry):
@@ -109,8 +134,7 @@ def _name(entry):
 
 
 def translate_layer(entry, where):
-    """One Keras 1 layer entry -> Keras 2: class and argument renames, merge modes, kernel sizes.
-    The original class is kept as ``keras1_class`` so the weight reader can re-lay out kernels."""
+    """One Keras 1 layer entry -> Keras 2: class and argument renames, merge modes, kernel sizes."""
     cls, cfg = entry.get("class_name"), entry.get("config")
     if not isinstance(cfg, dict):
         return entry
@@ -131,10 +155,7 @@ def translate_layer(entry, where):
             new["axis"] = concat_axis
     if cls == "ZeroPadding2D":
         new["padding"] = _zero_padding(new.get("padding", (1, 1)))
-    out = dict(entry, class_name=new_cls, config=new)
-    if cls in KERNEL_LAYOUTS:
-        out["keras1_class"] = cls
-    return out
+    return dict(entry, class_name=new_cls, config=new)
 
 
 def _check_layer(cls, cfg, name, where):
@@ -181,8 +202,9 @@ def _zero_padding(padding):
 
 def weight_converter(entry):
     """For a translated layer entry: a function (list of stored arrays -> arrays in Keras 2 layout),
-    or None when the layer's weights are already laid out as Keras 2 expects."""
-    relayout = KERNEL_LAYOUTS.get(entry.get("keras1_class")) if isinstance(entry, dict) else None
-    if relayout is None:
+    or None when the layer's weights are already as Keras 2 stores them."""
+    key = entry.get("keras1_weights") if isinstance(entry, dict) else None
+    if key is None:
         return None
-    return lambda arrays: [relayout(np.asarray(arrays[0])), *arrays[1:]] if arrays else arrays
+    convert, cfg = WEIGHT_LAYOUTS[tuple(key)], entry.get("config") or {}
+    return lambda arrays: convert(arrays, cfg) if arrays else arrays

@@ -84,7 +84,7 @@ def _vet(config, where, version):
     any weight is read or any layer built. Returns (spec, dialect)."""
     with reading(where, "reading the model config"):
         dialect = cfgmod.detect_dialect(config, version)
-    spec = cfgmod.parse(config, where, dialect)
+    spec = cfgmod.parse(config, where, dialect, version)
     cfgmod.check_classes(spec, where)
     return spec, dialect
 
