@@ -1,4 +1,4 @@
-"""Keras model configs -> npcnn models. One reader for both dialects, kept apart from any math.
+"""Keras model configs -> npcnn models. One reader for every dialect, kept apart from any math.
 
     Keras 2 (tf.keras, tf_keras)                     Keras 3
     InputLayer "batch_input_shape"                   "batch_shape"

@@ -91,6 +91,7 @@ def _weight_layout(cls, version):
     minor = ".".join(str(version or "").split(".")[:2])
     return next((key for key in ((cls, None), (cls, minor)) if key in WEIGHT_LAYOUTS), None)
 
+
 # Markers of a Keras 1 config when no keras_version was recorded (Keras 2 wrote none of these).
 MARKERS = ('"nb_filter"', '"output_dim"', '"border_mode"', '"dim_ordering"', '"input_dtype"',
            '"class_name": "Merge"', '"subsample_length"', '"pool_length"')
@@ -164,7 +165,7 @@ def _check_layer(cls, cfg, name, where):
         raise UnsupportedError(
             f"{where}: layer {name!r} ({cls}) uses dim_ordering={cfg['dim_ordering']!r} (Theano's channels-first "
             "layout, whose kernels are also flipped); npcnn reads dim_ordering 'tf' only. Convert it in Keras 1: "
-            "load the model, call keras.utils.np_utils.convert_all_kernels_in_model(model), rebuild it with "
+            "load the model, call keras.utils.layer_utils.convert_all_kernels_in_model(model), rebuild it with "
             "dim_ordering='tf' (image_dim_ordering 'tf' in ~/.keras/keras.json), copy the weights over and save")
     if cfg.get("border_mode", "valid") not in ("valid", "same", "causal"):
         raise UnsupportedError(f"{where}: layer {name!r} ({cls}) uses border_mode={cfg['border_mode']!r} (Theano's "
