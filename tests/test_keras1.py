@@ -309,6 +309,17 @@ def test_theano_ordering_is_refused_with_how_to_convert(tmp_path):
         npcnn.load_model(path)
 
 
+def test_theano_trained_kernels_are_refused(tmp_path):
+    """Theano's conv2d flips the kernel (a true convolution): a file saved with backend "theano" holds
+    kernels that are the spatial flip of what TensorFlow (and npcnn) correlate with."""
+    path = str(tmp_path / "theano.h5")
+    write_keras1("cats_dogs", path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["backend"] = b"theano"
+    with pytest.raises(UnsupportedError, match="conv1.*Theano backend.*convert_all_kernels_in_model"):
+        npcnn.load_model(path)
+
+
 # Keras 1 stored a lambda merge mode as marshalled bytecode (mode_type "lambda"), a function by its name
 # ("function", looked up in Keras's globals): both are code, never run.
 LAMBDA_CODE = ["4wEAAAAAAAAAAQAAAAIAAABDAAAAcwgAAAB8AABkAQAZUykCTukAAAAAqQApAdoBeHIBAAAAcgEAAAD6AAAA", None, None]

@@ -127,13 +127,14 @@ def detect_dialect(config, version=None):
     return 1 if keras1.looks_like_keras1(config) else 2
 
 
-def parse(config, where, dialect, version=None):
+def parse(config, where, dialect, version=None, backend=None):
     """The top-level model config (dict) -> a model :class:`Spec`. Safety is checked first, on all of it.
-    version: the file's keras_version, when known (Keras 1.0 and 1.1+ stored BatchNormalization differently)."""
+    version / backend: the file's keras_version and backend, when known (Keras 1.0 and 1.1+ stored
+    BatchNormalization differently; Theano-trained Keras 1 kernels are flipped)."""
     with reading(where, "reading the model config"):  # a config dict given in code may nest too deep
         safety.check_config(config, where)
         if dialect == 1:
-            config = keras1.translate(config, where, _text(version))
+            config = keras1.translate(config, where, _text(version), _text(backend))
         spec = _parse_model(config, where, dialect)
     count = _count_layers(spec)
     if count > MAX_LAYERS:

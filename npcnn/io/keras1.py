@@ -103,11 +103,11 @@ def looks_like_keras1(config):
     return any(m in text for m in MARKERS) or any(f'"class_name": "{c}"' in text for c in CLASS_RENAMES)
 
 
-def translate(entry, where, version=None, depth=0):
+def translate(entry, where, version=None, backend=None, depth=0):
     """A Keras 1 model or layer entry -> the same entry in the Keras 2 dialect (a new dict; the input
     is not modified). Models are walked recursively; each layer goes through :func:`translate_layer`.
-    version: the file's keras_version ("1.0.8"), when known. depth: 0 for the top model, 1 for its
-    layers, 2+ inside nested models."""
+    version / backend: the file's keras_version ("1.0.8") and backend ("tensorflow"), when known.
+    depth: 0 for the top model, 1 for its layers, 2+ inside nested models."""
     if not isinstance(entry, dict):
         return entry
     cls, cfg = entry.get("class_name"), entry.get("config")
@@ -115,9 +115,15 @@ def translate(entry, where, version=None, depth=0):
         layers = cfg if isinstance(cfg, list) else (cfg or {}).get("layers") if isinstance(cfg, dict) else None
         if not isinstance(layers, list):
             return entry
-        new_layers = [translate(c, where, version, depth + 1) for c in layers]
+        new_layers = [translate(c, where, version, backend, depth + 1) for c in layers]
         new_cfg = new_layers if isinstance(cfg, list) else dict(cfg, layers=new_layers)
         return dict(entry, config=new_cfg)
+    if backend == "theano" and cls in CLASS_RENAMES:
+        # Theano's conv2d is a true convolution: its kernels are the spatial flip of TensorFlow's
+        raise UnsupportedError(f"{where}: layer {_name(entry)!r} ({cls}) was trained with the Theano backend, whose "
+                               "convolution kernels are flipped relative to TensorFlow's; convert them in Keras 1 "
+                               "with keras.utils.layer_utils.convert_all_kernels_in_model(model) and save the model "
+                               "with the TensorFlow backend")
     layout = _weight_layout(cls, version)
     if layout and depth > 1:
         # a nested model's weights are stored as one list for the whole model; the conversion is per layer

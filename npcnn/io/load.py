@@ -79,12 +79,13 @@ def config_argument(config, where):
     return cfgmod.unwrap(cfgmod.loads(config, where))
 
 
-def _vet(config, where, version):
+def _vet(config, where, version, backend=None):
     """Parse the config and resolve every class name: unsafe or unknown layers are refused here, before
-    any weight is read or any layer built. Returns (spec, dialect)."""
+    any weight is read or any layer built. version / backend: the file's keras_version and backend
+    attributes (Keras 1 files need them). Returns (spec, dialect)."""
     with reading(where, "reading the model config"):
         dialect = cfgmod.detect_dialect(config, version)
-    spec = cfgmod.parse(config, where, dialect, version)
+    spec = cfgmod.parse(config, where, dialect, version, backend)
     cfgmod.check_classes(spec, where)
     return spec, dialect
 
@@ -100,19 +101,19 @@ def _build(vetted, where, fill):
 def _load_hdf5(path, config):
     f = open_hdf5(path, path)
     with reading(path, "reading the HDF5 model"):
-        version = None
+        version = backend = None
         if config is not None:
             cfg = config_argument(config, path)
         elif "model_config" in f.attrs:
             cfg = cfgmod.unwrap(cfgmod.loads(f.attrs["model_config"], f"{path} (model_config)"))
-            version = f.attrs.get("keras_version")
+            version, backend = f.attrs.get("keras_version"), f.attrs.get("backend")
         elif _has_weights(f):
             raise InputError(f"{path}: a weights-only file; pass the architecture as config= (the JSON from "
                              "model.to_json(), as a path or text)")
         else:
             raise FormatError(f"{path}: an HDF5 file, but not a Keras model: no model_config attribute and no "
                               f"Keras weight layout (top-level keys: {sorted(f.keys())[:8]})")
-        vetted = _vet(cfg, path, version)
+        vetted = _vet(cfg, path, version, backend)
         if "model_weights" in f:
             return _build(vetted, path, lambda spec: wmod.read_legacy(f["model_weights"], spec, path))
         if "layer_names" in f.attrs or "layer_names0" in f.attrs:
