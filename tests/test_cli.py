@@ -105,11 +105,14 @@ def test_unwritable_output_leaves_nothing(capsys, tmp_path):
 
 def test_gradcam_needs_a_spatial_layer(capsys, tmp_path):
     import npcnn
+    from PIL import Image
     from npcnn import layers as L
-    m = npcnn.Sequential([L.Dense(4, input_shape=(6,), name="d1"), L.Dense(3, activation="softmax", name="d2")])
+    m = npcnn.Sequential([L.Flatten(input_shape=(8, 8, 1), name="flat"), L.Dense(3, activation="softmax", name="d")])
     path = tmp_path / "dense.keras"
     m.save(str(path))
-    np.save(tmp_path / "x.npy", np.zeros((1, 6), np.float32))
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "img.png")
+    status, _, err = run(capsys, "explain", path, tmp_path / "img.png", "--method", "gradcam")
+    assert status == 2 and "no layer with a spatial output" in err
     status, _, err = run(capsys, "filters", path)
     assert status == 2 and "no convolution layers" in err
 
