@@ -19,8 +19,9 @@ from .report import Report, figure_png
 
 def model_info(model_path):
     """Class names and preprocessing from a sidecar ``<model>.classes.json`` (a TF.js folder: classes.json)."""
-    stem = os.path.splitext(model_path)[0]
-    for candidate in (stem + ".classes.json", os.path.join(os.path.dirname(model_path), "classes.json")):
+    folder = model_path if os.path.isdir(model_path) else os.path.dirname(model_path)
+    stem = os.path.splitext(os.path.normpath(model_path))[0]
+    for candidate in (stem + ".classes.json", os.path.join(folder, "classes.json")):
         if os.path.isfile(candidate):
             try:
                 with open(candidate) as f:

@@ -36,6 +36,13 @@ def test_summary_and_predict(capsys):
     assert first[1] == "happy" and float(first[2]) > 0.9  # the astronaut smiles
 
 
+def test_tfjs_folder_with_its_class_names(capsys):
+    folder = os.path.join(ROOT, "tests", "fixtures", "tfjs", "nsfwjs_mobilenet_v2")
+    status, out, err = run(capsys, "predict", folder, PHOTO, "--top", 2)
+    assert status == 0, err
+    assert out.splitlines()[1].split()[1] == "Neutral"  # class names from the folder's classes.json
+
+
 def test_figure_commands_write_pngs(capsys, tmp_path):
     for argv, name in [(["featuremaps", FER, PHOTO, "--box", BOX, "--layer", "conv2d_1"], "fm.png"),
                        (["featuremaps", FER, PHOTO, "--box", BOX], "strips.png"),
