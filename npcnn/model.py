@@ -144,12 +144,11 @@ class Model(Layer):
         return shapes[0] if len(shapes) == 1 else shapes
 
     @property
-    def output_shape_(self):
+    def output_shape(self):
+        """The output shape (batch None), as Keras's ``model.output_shape`` (a list for several outputs).
+        A property here, where layers have a method: a nested model is inlined, never asked for a shape."""
         shapes = [t.shape for t in self._outputs]
         return shapes[0] if len(shapes) == 1 else shapes
-
-    def output_shape(self, input_shape):
-        return self.output_shape_
 
     def layer_keys(self):
         """Every activation key in graph order: "conv2d", "inner_model/dense", "inner_model"..."""
@@ -321,6 +320,7 @@ class Model(Layer):
 
     @property
     def params(self):
+        """A model owns no weights itself (its layers do); Layer.__init__'s assignment is ignored."""
         return {}
 
     @params.setter

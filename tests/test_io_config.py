@@ -111,7 +111,7 @@ def test_keras3_serialised_values():
     model = model_from_config(cfg)
     assert model.get_layer("d").activation.name == "tanh"
     assert model.get_layer("r").scale == [1.0, 2.0, 3.0]
-    assert model.output_shape_ == (None, 2, 1)
+    assert model.output_shape == (None, 2, 1)
 
 
 def test_quantized_policy_is_unsupported():
