@@ -599,6 +599,29 @@ def pool2d_argmax(x, out, pool, strides, pads):
     return winner
 
 
+def _max_pool_backward(dout, xpad, out, pool, strides, dtaps):
+    """dx of a max pool straight from its input, without building the winner indices first.
+
+    Tap by tap (row-major in the window): hit = (x_tap == out) and no earlier tap won; dx_tap gets dout
+    where hit. Four vectorised ops per tap. When windows do not overlap (strides >= pool) every dx pixel
+    belongs to one tap, so the product is written in place instead of added.
+    xpad (N, Hp, Wp, C) padded with -inf; dout, out (N, oh, ow, C); dtaps: :func:`_taps` of dx.
+    """
+    disjoint = strides[0] >= pool[0] and strides[1] >= pool[1]
+    taken = np.zeros(out.shape, dtype=bool)
+    hit = np.empty(out.shape, dtype=bool)
+    last = pool[0] * pool[1] - 1
+    for k, ((_, xtap), (_, dtap)) in enumerate(zip(_taps(xpad, pool, strides, (1, 1), out.shape[1:3]), dtaps)):
+        np.equal(xtap, out, out=hit)
+        np.greater(hit, taken, out=hit)  # hit and not taken: the first maximum wins ties, as TensorFlow
+        if k < last:
+            taken |= hit
+        if disjoint:
+            np.multiply(dout, hit, out=dtap)
+        else:
+            dtap += dout * hit
+
+
 def pool2d_backward(dout, x, out, pool, strides, pads, mode, winner=None):
     """dx of :func:`pool2d`. Max routes each window's gradient to its first maximum (as TensorFlow).
 
@@ -611,8 +634,9 @@ def pool2d_backward(dout, x, out, pool, strides, pads, mode, winner=None):
     pool, strides = tuple(pool), tuple(strides)
     dxpad = np.zeros((n, h + pt + pb, wd + pl + pr, c), dtype=dout.dtype)
     dtaps = _taps(dxpad, pool, strides, (1, 1), (oh, ow))
-    if mode == "max":
-        winner = pool2d_argmax(x, out, pool, strides, pads) if winner is None else winner
+    if mode == "max" and winner is None:
+        _max_pool_backward(dout, _pad(x, pads, -np.inf), out, pool, strides, dtaps)
+    elif mode == "max":
         zero = dout.dtype.type(0)
         for (a, b), dtap in dtaps:
             dtap += np.where(winner == a * pool[1] + b, dout, zero)
