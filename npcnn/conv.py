@@ -59,6 +59,11 @@ thread barrier, and on a busy machine the median time became 3-8x worse than im2
 is on only when the BLAS runs one thread (OPENBLAS_NUM_THREADS=1, or a single core); set this to 128 to
 force it."""
 
+SHORT_RUN_BYTES = 64
+"""conv2d_input_grad at stride 1 takes the flipped-kernel convolution, not col2im, when one pixel's input
+channels span at most this many bytes: col2im's strided adds then cost NumPy one short inner loop per
+pixel per tap (measured 2x slower for 16 -> 32 float32 channels at 14x14, batch 128)."""
+
 THREADS = min(os.cpu_count() or 1, 4)
 """Threads for the memory-bound steps (im2col copies, Winograd transforms). BLAS already runs the GEMMs
 on every core; without this the copies between GEMMs would run on one core while the others wait.
@@ -425,10 +430,12 @@ def conv2d_input_grad(dout, w, x_shape, strides=(1, 1), pads=((0, 0), (0, 0)), d
     dout = dout.astype(np.result_type(dout.dtype, w.dtype), copy=False)
     flipped_shape = (kh, kw, cout // groups, cin)
     fast = use_winograd(flipped_shape, (1, 1), (dh, dw), groups)
-    if (sh, sw) == (1, 1) and (fast or cin >= cout):
+    if (sh, sw) == (1, 1) and (fast or cin >= cout or cin * dout.itemsize <= SHORT_RUN_BYTES):
         # dx_pad[p] = sum_a dout[p - a*d] w[a]: a stride-1 correlation of the zero-padded dout with the
         # flipped kernel; padding dout by (k-1)*d - pad lands directly on the unpadded dx. Its im2col
-        # copies taps*cout numbers per pixel, col2im below taps*cin: so this path when cin >= cout.
+        # copies taps*cout numbers per pixel, col2im below taps*cin: so this path when cin >= cout, and
+        # also when a pixel's cin numbers are one short run (see SHORT_RUN_BYTES): col2im's strided adds then cost
+        # NumPy one inner loop per pixel per tap (measured 2x slower at 14x14, 16 -> 32 channels).
         before = ((kh - 1) * dh - pt, (kw - 1) * dw - pl)
         bot = h + (kh - 1) * dh - before[0] - oh  # padding below so that the output has h rows
         rgt = wd + (kw - 1) * dw - before[1] - ow
