@@ -210,14 +210,15 @@ def _blocks(n, rows, bytes_per_row):
 
 
 def _im2col(x, r0, r1, ow, kernel, strides, pads, dilation, name="cols"):
-    """The im2col rows of output rows r0:r1: x (N, H, W, C) -> (N*(r1-r0)*ow, kh*kw*C), a workspace copy."""
+    """The im2col rows of output rows r0:r1: x (N, H, W, C) -> (N*(r1-r0)*ow, kh*kw*C), a workspace copy
+    (a new array when ``name`` is None: the caller keeps it)."""
     (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilation
     (pt, _), (pl, _) = pads
     a0, a1 = r0 * sh, (r1 - 1) * sh + (kh - 1) * dh + 1  # padded input rows the block reads
     width = (ow - 1) * sw + (kw - 1) * dw + 1
     xb = _padded_rows(x, pt, pl, a0, a1, width)
     win = windows(xb, kernel, strides, dilation, (r1 - r0, ow))
-    cols = _workspace(name, win.shape, x.dtype)
+    cols = np.empty(win.shape, x.dtype) if name is None else _workspace(name, win.shape, x.dtype)
     if win.shape[0] > 1:  # split the copy over images, else over output rows
         _parallel(lambda i0, i1: np.copyto(cols[i0:i1], win[i0:i1]), win.shape[0], cols.nbytes)
     else:
@@ -277,6 +278,28 @@ def conv2d(x, w, b=None, strides=(1, 1), pads=((0, 0), (0, 0)), dilation=(1, 1),
     x: (N, H, W, Cin); w: (kh, kw, Cin/groups, Cout); b: (Cout,) or None -> (N, oh, ow, Cout).
     """
     return _conv2d(x, w, b, tuple(strides), pads, tuple(dilation), groups, source=(w, False))
+
+
+def conv2d_keep_cols(x, w, b=None, strides=(1, 1), pads=((0, 0), (0, 0)), dilation=(1, 1), groups=1):
+    """:func:`conv2d` for training: also returns the im2col matrix (N*oh*ow, kh*kw*Cin) when the plain
+    im2col path runs in one block (it fits MEMORY_BUDGET), else None. :func:`conv2d_weight_grad` takes it
+    back as ``cols=`` so the backward does not rebuild the same matrix (dw = cols.T @ dout).
+    """
+    strides, dilation = tuple(strides), tuple(dilation)
+    kh, kw, _, cout = w.shape
+    n, h, wd, cin = x.shape
+    (pt, pb), (pl, pr) = pads
+    oh, ow = _out_hw(h + pt + pb, wd + pl + pr, (kh, kw), strides, dilation)
+    simple = groups == 1 and not use_winograd(w.shape, strides, dilation, groups) and oh > 0 and ow > 0
+    if not simple or kh * kw == 1 or n * oh * ow * kh * kw * cin * x.itemsize > MEMORY_BUDGET:
+        return conv2d(x, w, b, strides, pads, dilation, groups), None
+    dtype = np.result_type(x.dtype, w.dtype)
+    x = x.astype(dtype, copy=False)
+    cols = _im2col(x, 0, oh, ow, (kh, kw), strides, pads, dilation, name=None)
+    out = np.matmul(cols, w.astype(dtype, copy=False).reshape(-1, cout)).reshape(n, oh, ow, cout)
+    if b is not None:
+        out += b
+    return out, cols
 
 
 def _conv2d(x, w, b, strides, pads, dilation, groups, source):
@@ -465,11 +488,17 @@ def conv2d_input_grad(dout, w, x_shape, strides=(1, 1), pads=((0, 0), (0, 0)), d
     return dxpad[:, pt:pt + h, pl:pl + wd]
 
 
-def conv2d_weight_grad(x, dout, w_shape, strides=(1, 1), pads=((0, 0), (0, 0)), dilation=(1, 1), groups=1):
-    """dw of :func:`conv2d`: x (N, H, W, Cin), dout (N, oh, ow, Cout) -> (kh, kw, Cin/groups, Cout)."""
+def conv2d_weight_grad(x, dout, w_shape, strides=(1, 1), pads=((0, 0), (0, 0)), dilation=(1, 1), groups=1,
+                       cols=None):
+    """dw of :func:`conv2d`: x (N, H, W, Cin), dout (N, oh, ow, Cout) -> (kh, kw, Cin/groups, Cout).
+
+    cols: the forward's im2col matrix from :func:`conv2d_keep_cols`, if kept: then one GEMM, no copy.
+    """
     kh, kw, cin_g, cout = w_shape
     n, _, _, cin = x.shape
     oh, ow = dout.shape[1:3]
+    if cols is not None:
+        return (cols.T @ dout.reshape(-1, cout)).reshape(w_shape)
     if kh == kw == 1 and strides == (1, 1) and groups == 1 and pads == ((0, 0), (0, 0)):
         return (x.reshape(-1, cin).T @ dout.reshape(-1, cout)).reshape(w_shape)
     k, taps = kh * kw * cin, kh * kw

@@ -124,18 +124,22 @@ class Conv2D(_ConvBase):
     def forward(self, x, training=False):
         x2 = self._to2d(x)
         pads = self._pads(x2.shape[1:3])
-        out = core.conv2d(x2, self._kernel2d(), self.params.get("bias"), self.strides, pads,
-                          self.dilation_rate, self.groups)
-        return self._from2d(out), (x2, pads)
+        args = (x2, self._kernel2d(), self.params.get("bias"), self.strides, pads, self.dilation_rate, self.groups)
+        if training:  # the weight gradient will follow: keep the im2col matrix for it (None if too big)
+            out, cols = core.conv2d_keep_cols(*args)
+        else:
+            out, cols = core.conv2d(*args), None
+        return self._from2d(out), (x2, pads, cols)
 
     def backward(self, dout, cache, need_dx=True, need_params=True):
-        x2, pads = cache
+        x2, pads, cols = cache
         _full(self, x2, need_params)
         d2 = self._to2d(dout)
         w = self._kernel2d()
         grads = {}
         if need_params:
-            dw = core.conv2d_weight_grad(x2, d2, w.shape, self.strides, pads, self.dilation_rate, self.groups)
+            dw = core.conv2d_weight_grad(x2, d2, w.shape, self.strides, pads, self.dilation_rate, self.groups,
+                                         cols=cols if isinstance(cols, np.ndarray) else None)
             grads["kernel"] = dw[0] if self.rank == 1 else dw
             if self.use_bias:
                 grads["bias"] = d2.sum(axis=(0, 1, 2))
