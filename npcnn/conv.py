@@ -59,11 +59,6 @@ thread barrier, and on a busy machine the median time became 3-8x worse than im2
 is on only when the BLAS runs one thread (OPENBLAS_NUM_THREADS=1, or a single core); set this to 128 to
 force it."""
 
-SHORT_RUN_BYTES = 64
-"""conv2d_input_grad at stride 1 takes the flipped-kernel convolution, not col2im, when one pixel's input
-channels span at most this many bytes: col2im's strided adds then cost NumPy one short inner loop per
-pixel per tap (measured 2x slower for 16 -> 32 float32 channels at 14x14, batch 128)."""
-
 THREADS = min(os.cpu_count() or 1, 4)
 """Threads for the memory-bound steps (im2col copies, Winograd transforms). BLAS already runs the GEMMs
 on every core; without this the copies between GEMMs would run on one core while the others wait.
@@ -266,12 +261,6 @@ def _cols_by_group(cols, groups, taps):
     return cols.reshape(m, taps, groups, -1).transpose(2, 0, 1, 3).reshape(groups, m, -1)
 
 
-def _cols_from_groups(gcols, groups, taps):
-    """Inverse of :func:`_cols_by_group`: (G, M, taps*cin_g) -> (M, taps*cin)."""
-    m = gcols.shape[1]
-    return gcols.reshape(groups, m, taps, -1).transpose(1, 2, 0, 3).reshape(m, -1)
-
-
 def conv2d(x, w, b=None, strides=(1, 1), pads=((0, 0), (0, 0)), dilation=(1, 1), groups=1):
     """Convolution forward.
 
@@ -453,12 +442,10 @@ def conv2d_input_grad(dout, w, x_shape, strides=(1, 1), pads=((0, 0), (0, 0)), d
     dout = dout.astype(np.result_type(dout.dtype, w.dtype), copy=False)
     flipped_shape = (kh, kw, cout // groups, cin)
     fast = use_winograd(flipped_shape, (1, 1), (dh, dw), groups)
-    if (sh, sw) == (1, 1) and (fast or cin >= cout or cin * dout.itemsize <= SHORT_RUN_BYTES):
+    if (sh, sw) == (1, 1) and (fast or cin >= cout):
         # dx_pad[p] = sum_a dout[p - a*d] w[a]: a stride-1 correlation of the zero-padded dout with the
         # flipped kernel; padding dout by (k-1)*d - pad lands directly on the unpadded dx. Its im2col
-        # copies taps*cout numbers per pixel, col2im below taps*cin: so this path when cin >= cout, and
-        # also when a pixel's cin numbers are one short run (see SHORT_RUN_BYTES): col2im's strided adds then cost
-        # NumPy one inner loop per pixel per tap (measured 2x slower at 14x14, 16 -> 32 channels).
+        # copies taps*cout numbers per pixel, col2im below taps*cin: so this path when cin >= cout.
         before = ((kh - 1) * dh - pt, (kw - 1) * dw - pl)
         bot = h + (kh - 1) * dh - before[0] - oh  # padding below so that the output has h rows
         rgt = wd + (kw - 1) * dw - before[1] - ow
@@ -468,23 +455,20 @@ def conv2d_input_grad(dout, w, x_shape, strides=(1, 1), pads=((0, 0), (0, 0)), d
                                                                         lambda: flip_kernel(w, groups))
             return _conv2d(dout, wf, None, (1, 1), ((before[0], bot), (before[1], rgt)), (dh, dw), groups,
                            source=(w, True))
-    # col2im (strides, cin < cout, or paddings larger than the kernel): dcols = dout @ w.T, added back
-    # offset by offset.
+    # col2im (strides, cin < cout, or paddings larger than the kernel): per tap t = (a, b),
+    # dcols[t] = dout @ w[a, b].T, added back at offset (a*dh, b*dw). Tap-major (taps, M, cin) so that each
+    # tap's block is contiguous: its add runs over whole rows (ow*cin numbers at stride 1), not cin at a time.
     dxpad = np.zeros((n, h + pt + pb, wd + pl + pr, cin), dtype=dout.dtype)
-    wmat = _group_kernel(w, groups)  # (G, taps*cin_g, cout_g)
     taps = kh * kw
+    wt = np.ascontiguousarray(w.reshape(taps, cin_g, groups, -1).transpose(0, 2, 3, 1))  # (taps, G, cout_g, cin_g)
     for n0, n1, r0, r1 in _blocks(n, oh, ow * taps * cin * dout.itemsize):
-        d = dout[n0:n1, r0:r1].reshape(-1, cout)
-        if groups == 1:
-            dcols = np.matmul(d, wmat[0].T, out=_workspace("cols", (d.shape[0], taps * cin), d.dtype))
-        else:
-            dg = d.reshape(d.shape[0], groups, -1).transpose(1, 0, 2)
-            dcols = _cols_from_groups(np.matmul(dg, wmat.transpose(0, 2, 1)), groups, taps)
-        dcols = dcols.reshape(n1 - n0, r1 - r0, ow, kh, kw, cin)
+        d = dout[n0:n1, r0:r1].reshape(-1, groups, cout // groups).transpose(1, 0, 2)  # (G, M, cout_g)
+        dcols = np.matmul(d, wt, out=_workspace("cols", (taps, groups, d.shape[1], cin_g), d.dtype))
+        dcols = dcols.transpose(0, 2, 1, 3).reshape(kh, kw, n1 - n0, r1 - r0, ow, cin)  # a view if groups == 1
         for a in range(kh):
             for b in range(kw):
                 y0, x0 = a * dh + r0 * sh, b * dw
-                dxpad[n0:n1, y0:y0 + (r1 - r0 - 1) * sh + 1:sh, x0:x0 + (ow - 1) * sw + 1:sw] += dcols[:, :, :, a, b]
+                dxpad[n0:n1, y0:y0 + (r1 - r0 - 1) * sh + 1:sh, x0:x0 + (ow - 1) * sw + 1:sw] += dcols[a, b]
     return dxpad[:, pt:pt + h, pl:pl + wd]
 
 
