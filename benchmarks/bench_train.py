@@ -11,19 +11,24 @@ compile). Keras: two epochs of ``model.fit``; the first includes tracing the gra
 steady state, and the ratio is taken against the second (the favourable number for TensorFlow).
 Data: Debian's dataset-fashion-mnist (``apt-get install dataset-fashion-mnist``).
 
-Measured here on 2026-11-23 (2 cores shared with other jobs, load average 7-9 throughout, so +-30 %;
-npcnn with --blas-threads 1, which is faster than OpenBLAS's default under that load):
+Measured here on 2026-11-23, first under heavy sharing (load average 7-9, so +-30 %; npcnn with
+--blas-threads 1, faster than OpenBLAS's default under that load):
 
     batch   npcnn epoch   Keras/TF epoch 1, 2   ratio (vs TF's 2nd epoch)
       128        88.7 s        21.0 s, 13.4 s    6.6x
        64        48.2 s        17.8 s, 19.8 s    2.4x
-    (npcnn with OpenBLAS's default threads, batch 128: 222 s: its threads fight the other jobs)
 
-Most of the gap between the two npcnn rows is the load, not the batch size: quarter-epoch estimates
-gave 72, 61, 83, 92 s at batch 32, 64, 128, 256, but 7,680 images at batch 64 and 128 back to back took
-8.4 s and 8.6 s. So: npcnn is about 2.5-6.5x TensorFlow's time per epoch here, not yet within 2x.
-Where npcnn's time goes (profile, batch 128): convolution backward 43 %, max-pool forward argmax +
-backward 27 %, forward convolutions 25 %, the training loop itself (loss, metrics, Adam) under 1 %.
+Then on a quieter machine (load 1.5), batch 128, OpenBLAS default threads, --limit 25600 (200 batches),
+before and after the training-path work in npcnn/conv.py (fused max-pool backward, tap-major col2im,
+the forward's im2col reused for the weight gradient, tap-major im2col for one-channel inputs):
+
+    before: npcnn 16.7 s, TF 4.8 s / 5.6 s, ratio 3.0x    after: npcnn 10.4 s, TF 5.7 s / 5.6 s, ratio 1.85x
+    (same run each; same loss 0.831 both times: the arithmetic is unchanged)
+
+Where npcnn's time goes now (cProfile of train_step, batch 128): max-pool backward ~20 %, conv input
+gradients ~17 %, forward convolutions ~24 %, weight gradients ~14 %; the training loop itself under 1 %.
+The max-pool backward is bound by NumPy's short inner loops (a 2x2 window tap is a strided view whose
+contiguous runs are one pixel's channels, 16 numbers in the first layer).
 """
 import argparse
 import json
