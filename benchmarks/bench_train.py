@@ -24,6 +24,10 @@ the forward's im2col reused for the weight gradient, tap-major im2col for one-ch
 
     before: npcnn 16.7 s, TF 4.8 s / 5.6 s, ratio 3.0x    after: npcnn 10.4 s, TF 5.7 s / 5.6 s, ratio 1.85x
     (same run each; same loss 0.831 both times: the arithmetic is unchanged)
+    full epoch after (load 1.6-2.0): npcnn 26.3 s, TF 10.2 s / 9.2 s, ratio 2.85x (2.57x vs TF's 1st)
+
+TF's per-batch time drops over a longer run (9.2 s per 469 batches against 5.6 s per 200), so the
+200-batch ratio flatters npcnn: on a full epoch npcnn is still about 2.6-2.9x TensorFlow, not yet 2x.
 
 Where npcnn's time goes now (cProfile of train_step, batch 128): max-pool backward ~20 %, conv input
 gradients ~17 %, forward convolutions ~24 %, weight gradients ~14 %; the training loop itself under 1 %.
