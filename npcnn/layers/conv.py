@@ -55,6 +55,11 @@ class _ConvBase(Layer):
     def initializer(self, weight_name):
         return self.bias_initializer if weight_name == "bias" else self.kernel_initializer
 
+    def _bias_grad(self, grads, dout):
+        """dbias = dout summed over batch and positions (N, oh, ow, filters) -> (filters,)."""
+        if self.use_bias:
+            grads["bias"] = dout.sum(axis=(0, 1, 2))
+
     def _pads(self, hw):
         return core.resolve_padding(self.padding, hw, self.kernel_size, self.strides, self.dilation_rate)
 
@@ -141,8 +146,7 @@ class Conv2D(_ConvBase):
             dw = core.conv2d_weight_grad(x2, d2, w.shape, self.strides, pads, self.dilation_rate, self.groups,
                                          cols=cols if isinstance(cols, np.ndarray) else None)
             grads["kernel"] = dw[0] if self.rank == 1 else dw
-            if self.use_bias:
-                grads["bias"] = d2.sum(axis=(0, 1, 2))
+            self._bias_grad(grads, d2)
         dx = None
         if need_dx:
             dx = self._from2d(core.conv2d_input_grad(d2, w, x2.shape, self.strides, pads, self.dilation_rate,
@@ -207,8 +211,7 @@ class DepthwiseConv2D(_ConvBase):
         if need_params:
             grads["depthwise_kernel"] = core.depthwise_weight_grad(x, dout, w.shape, self.strides, pads,
                                                                    self.dilation_rate)
-            if self.use_bias:
-                grads["bias"] = dout.sum(axis=(0, 1, 2))
+            self._bias_grad(grads, dout)
         dx = core.depthwise_input_grad(dout, w, x.shape, self.strides, pads, self.dilation_rate) if need_dx else None
         return dx, grads
 
@@ -263,8 +266,7 @@ class SeparableConv2D(_ConvBase):
             grads["depthwise_kernel"] = core.depthwise_weight_grad(x, dh, dwk.shape, self.strides, pads,
                                                                    self.dilation_rate)
             grads["pointwise_kernel"] = (h.reshape(-1, h.shape[-1]).T @ dout.reshape(-1, dout.shape[-1]))[None, None]
-            if self.use_bias:
-                grads["bias"] = dout.sum(axis=(0, 1, 2))
+            self._bias_grad(grads, dout)
         dx = core.depthwise_input_grad(dh, dwk, x.shape, self.strides, pads, self.dilation_rate) if need_dx else None
         # Keras order: depthwise, pointwise, bias
         return dx, grads
@@ -340,8 +342,7 @@ class Conv2DTranspose(_ConvBase):
         grads = {}
         if need_params:
             grads["kernel"] = core.conv2d_weight_grad(dout, x, w.shape, self.strides, pads, self.dilation_rate)
-            if self.use_bias:
-                grads["bias"] = dout.sum(axis=(0, 1, 2))
+            self._bias_grad(grads, dout)
         dx = core.conv2d(dout, w, None, self.strides, pads, self.dilation_rate) if need_dx else None
         if dx is not None and dx.shape != x.shape:  # rows the forward never reached (output_padding)
             dx = dx[:, :x.shape[1], :x.shape[2]]
