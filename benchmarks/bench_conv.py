@@ -13,8 +13,8 @@ Sections (each framework skipped with a note when it is not installed):
   peer     numpy-ml's Conv2D (a pure-NumPy peer) per VGG16 layer, forward and backward, against npcnn
 
 Method: every contender of a row gets a warm-up call, then ``--repeats`` rounds; a round calls each
-contender once (the order rotates between rounds, with a short pause between calls so one framework's
-spinning worker threads do not steal from the next). Medians, and ratios of medians, from that one run;
+contender once (the order rotates between rounds, with a 0.25 s spinning pause between calls so one
+framework's spinning worker threads do not steal from the next, see ``settle``). Medians, and ratios of medians, from that one run;
 the load average is printed with every section because the machine may be shared. Timed processes run
 without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (old workarounds that slow current NumPy ~1.8x): the script
 re-executes itself without them.
@@ -184,15 +184,25 @@ def contenders(spec, hw, batch, tf, torch, need_grad_index=0):
     return runs, results
 
 
-def timed(cases, repeats, pause=0.03):
-    """{name: callable} -> {name: median seconds}: warm-up, then interleaved rounds (rotating order)."""
+def settle(seconds):
+    """Wait by spinning, not sleeping: a thread pool that spins after its work (OpenBLAS's for up to
+    ~0.2 s, measured) goes quiet meanwhile, and the machine does not go idle (on these VMs a call made
+    after both cores slept ran up to 1.6x slower, whichever framework made it)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def timed(cases, repeats, pause=0.25):
+    """{name: callable} -> {name: median seconds}: warm-up, then interleaved rounds (rotating order),
+    with a :func:`settle` pause before every call."""
     for f in cases.values():
         f()
     names = list(cases)
     times = {k: [] for k in names}
     for r in range(repeats):
         for k in names[r % len(names):] + names[:r % len(names)]:
-            time.sleep(pause)
+            settle(pause)
             t0 = time.perf_counter()
             cases[k]()
             times[k].append(time.perf_counter() - t0)
@@ -292,19 +302,19 @@ def section_layers(args, lines):
         b = rng.standard_normal((9 * cin, cout), dtype=np.float32)
         c = np.empty((s * s, cout), np.float32)
         pads = ((1, 1), (1, 1))
-        limit = core.WINOGRAD_MIN_CHANNELS
+        mode = core.WINOGRAD
 
         def plain():
-            core.WINOGRAD_MIN_CHANNELS = 1 << 30
+            core.WINOGRAD = False
             try:
                 core.conv2d(x, w, None, (1, 1), pads)
             finally:
-                core.WINOGRAD_MIN_CHANNELS = limit
+                core.WINOGRAD = mode
 
         med = timed({"npcnn": lambda: core.conv2d(x, w, None, (1, 1), pads), "plain": plain,
-                     "sgemm": lambda: np.matmul(a, b, out=c)}, args.repeats, pause=0.005)
+                     "sgemm": lambda: np.matmul(a, b, out=c)}, args.repeats, pause=0.25)
         flop = 2 * s * s * 9 * cin * cout
-        path = "Winograd F(2×2,3×3)" if core.use_winograd(w.shape, (1, 1), (1, 1), 1) else "im2col + GEMM"
+        path = "Winograd F(2×2,3×3)" if core.use_winograd(w.shape, (1, 1), (1, 1), 1, s * s) else "im2col + GEMM"
         gf = {k: flop / v / 1e9 for k, v in med.items()}
         tot.update({k: v for k, v in med.items()})
         out.append(f"| {s}×{s}×{cin}→{cout} | {path} | {med['npcnn'] * 1e3:.2f} | {gf['npcnn']:.0f} | {gf['plain']:.0f} | "
@@ -328,7 +338,8 @@ def section_profile(args, lines):
         kind = type(layer).__name__
         if kind == "Conv2D":
             kind += " (Winograd)" if core.use_winograd(layer.params["kernel"].shape, layer.strides,
-                                                       layer.dilation_rate, layer.groups) else " (im2col)"
+                                                       layer.dilation_rate, layer.groups,
+                                                       h.shape[0] * h.shape[1] * h.shape[2]) else " (im2col)"
         out, cache = layer.apply(h)
         dy = np.ones_like(out)
         med = timed({"f": lambda: layer.apply(h), "b": lambda: layer.apply_backward(dy, cache, need_params=False)},

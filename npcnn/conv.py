@@ -16,9 +16,9 @@ Padding is never materialised for the whole image: each block copies only the ro
 
 Fast paths (each checked against the plain im2col path in tests/test_conv_core.py):
   1×1, stride 1        a plain matmul, no copy at all
-  3×3, stride 1        Winograd F(2×2, 3×3) when the layer is wide enough for it to pay and the BLAS runs
-                       one thread (see WINOGRAD_MIN_CHANNELS): 16 GEMMs of (tiles, cin) @ (cin, cout)
-                       instead of one with 9*cin columns, 2.25× fewer multiplies
+  3×3, stride 1        Winograd F(2×2, 3×3) where it pays (see WINOGRAD): 16 GEMMs of (tiles, cin) @
+                       (cin, cout) instead of one with 9*cin columns, 2.25× fewer multiplies; split over
+                       the cores on npcnn's own threads, each GEMM on one BLAS thread (npcnn.blas)
 
 Backward::
 
@@ -38,11 +38,12 @@ contents change (compared exactly with a kept copy, see :func:`_derived`).
 import os
 import threading
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from . import blas
+from .blas import THREADS, matmul, parallel
 from .errors import InputError
 
 MEMORY_BUDGET = 32 << 20
@@ -50,40 +51,17 @@ MEMORY_BUDGET = 32 << 20
 
 _ONE_BLAS_THREAD = (os.cpu_count() == 1 or
                     os.environ.get("OPENBLAS_NUM_THREADS", os.environ.get("OMP_NUM_THREADS")) == "1")
-WINOGRAD_MIN_CHANNELS = 128 if _ONE_BLAS_THREAD else 1 << 30
-"""Winograd F(2×2, 3×3) is used for 3×3 stride-1 convolutions with at least this many input and output
-channels: below it the 16 small GEMMs and the tile transforms cost more than they save. Measured
-(benchmarks/bench_conv.py): with one BLAS thread per call it is 1.6-2.4x faster than im2col on VGG16's
-wide layers; with OpenBLAS threading every GEMM on all cores, its 16 small GEMMs per block each pay a
-thread barrier, and on a busy machine the median time became 3-8x worse than im2col's. So by default it
-is on only when the BLAS runs one thread (OPENBLAS_NUM_THREADS=1, or a single core); set this to 128 to
-force it."""
+WINOGRAD = "auto"
+"""Winograd F(2×2, 3×3) for 3×3 stride-1 convolutions: True (always), False (never: the plain im2col path),
+or "auto": where it was measured to pay (:func:`winograd_pays`)."""
+WINOGRAD_MIN_CHANNELS = 64
+WINOGRAD_MIN_PIXELS = 28 * 28
+"""The "auto" rule, from VGG16's layers at batch 1 (2 cores, benchmarks/RESULTS.md): Winograd on its own
+threads took 0.55-0.72x the time of im2col where cout <= cin >= 64 and the output has 28x28 pixels or
+more; with cout = 2 cin it was 1.05-1.2x (its output transform grows with cout) and at 14x14 1.5x (too
+few tiles per GEMM to amortise reading the transformed kernel)."""
 
-THREADS = min(os.cpu_count() or 1, 4)
-"""Threads for the memory-bound steps (im2col copies, Winograd transforms). BLAS already runs the GEMMs
-on every core; without this the copies between GEMMs would run on one core while the others wait.
-NumPy releases the GIL inside copies and ufunc loops, so plain Python threads run them in parallel."""
-
-_local = threading.local()
-_executor = []
-if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's threads: start a new pool there
-    os.register_at_fork(after_in_child=_executor.clear)
-
-
-def _parallel(fn, count, nbytes):
-    """fn(i0, i1) over [0, count) split into THREADS contiguous parts run in parallel; inline when the
-    work (``nbytes`` written) is too small to pay for a thread hand-off. Parts write disjoint slices."""
-    parts = min(THREADS, count) if nbytes >= (1 << 20) else 1
-    if parts <= 1 or threading.current_thread() is not threading.main_thread():
-        fn(0, count)
-        return
-    if not _executor:
-        _executor.append(ThreadPoolExecutor(THREADS, thread_name_prefix="npcnn-conv"))
-    bounds = [count * k // parts for k in range(parts + 1)]
-    futures = [_executor[0].submit(fn, bounds[k], bounds[k + 1]) for k in range(1, parts)]
-    fn(bounds[0], bounds[1])
-    for f in futures:
-        f.result()
+_local = threading.local()  # per-thread workspaces
 
 
 def pair(v, name="value"):
@@ -221,7 +199,7 @@ def _im2col(x, r0, r1, ow, kernel, strides, pads, dilation, name="cols"):
     cols = np.empty(src.shape, x.dtype) if name is None else _workspace(name, src.shape, x.dtype)
     axis += src.shape[axis] == 1  # split the copy over images, else over output rows
     part = lambda i0, i1: (slice(None),) * axis + (slice(i0, i1),)
-    _parallel(lambda i0, i1: np.copyto(cols[part(i0, i1)], src[part(i0, i1)]), src.shape[axis], cols.nbytes)
+    parallel(lambda i0, i1: np.copyto(cols[part(i0, i1)], src[part(i0, i1)]), src.shape[axis], cols.nbytes)
     return cols.reshape(taps, -1).T if x.shape[3] == 1 else cols.reshape(-1, taps)
 
 
@@ -283,13 +261,13 @@ def conv2d_keep_cols(x, w, b=None, strides=(1, 1), pads=((0, 0), (0, 0)), dilati
     n, h, wd, cin = x.shape
     (pt, pb), (pl, pr) = pads
     oh, ow = _out_hw(h + pt + pb, wd + pl + pr, (kh, kw), strides, dilation)
-    simple = groups == 1 and not use_winograd(w.shape, strides, dilation, groups) and oh > 0 and ow > 0
+    simple = groups == 1 and not use_winograd(w.shape, strides, dilation, groups, n * oh * ow) and oh > 0 and ow > 0
     if not simple or kh * kw == 1 or n * oh * ow * kh * kw * cin * x.itemsize > MEMORY_BUDGET:
         return conv2d(x, w, b, strides, pads, dilation, groups), None
     dtype = np.result_type(x.dtype, w.dtype)
     x = x.astype(dtype, copy=False)
     cols = _im2col(x, 0, oh, ow, (kh, kw), strides, pads, dilation, name=None)
-    out = np.matmul(cols, w.astype(dtype, copy=False).reshape(-1, cout)).reshape(n, oh, ow, cout)
+    out = matmul(cols, w.astype(dtype, copy=False).reshape(-1, cout)).reshape(n, oh, ow, cout)
     if b is not None:
         out += b
     return out, cols
@@ -311,10 +289,10 @@ def _conv2d(x, w, b, strides, pads, dilation, groups, source):
     x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
     out = np.empty((n, oh, ow, cout), dtype=dtype)
     if kh == kw == 1 and strides == (1, 1) and groups == 1 and pads == ((0, 0), (0, 0)):
-        np.matmul(x.reshape(-1, cin), w.reshape(cin, cout), out=out.reshape(-1, cout))  # 1x1: no copy
+        matmul(x.reshape(-1, cin), w.reshape(cin, cout), out=out.reshape(-1, cout))  # 1x1: no copy
         if b is not None:
             out += b
-    elif use_winograd(w.shape, strides, dilation, groups):
+    elif use_winograd(w.shape, strides, dilation, groups, n * oh * ow):
         base, flipped = source  # the layer's kernel: transforms are cached on it (w may be a placeholder)
         u = _derived(base, ("winograd", flipped),
                      lambda: winograd_kernel(flip_kernel(base, groups) if flipped else base))
@@ -335,9 +313,9 @@ def _im2col_conv(x, w, b, strides, pads, dilation, groups, out):
         cols = _im2col(x[n0:n1], r0, r1, ow, (kh, kw), strides, pads, dilation)
         dest = out[n0:n1, r0:r1].reshape(-1, cout)
         if groups == 1:
-            np.matmul(cols, wmat[0], out=dest)
+            matmul(cols, wmat[0], out=dest)
         else:  # (G, M, taps*cin_g) @ (G, taps*cin_g, cout_g) -> (M, G*cout_g)
-            res = np.matmul(_cols_by_group(cols, groups, kh * kw), wmat)
+            res = matmul(_cols_by_group(cols, groups, kh * kw), wmat)
             dest[...] = res.transpose(1, 0, 2).reshape(dest.shape)
         if b is not None:
             dest += b  # while the block is still in cache
@@ -350,11 +328,22 @@ def _im2col_conv(x, w, b, strides, pads, dilation, groups, out):
 _WINO_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 
 
-def use_winograd(w_shape, strides, dilation, groups):
-    """Whether :func:`conv2d` takes the Winograd path for this kernel shape and geometry."""
+def winograd_pays(cin, cout, pixels):
+    """The "auto" rule of :data:`WINOGRAD` for a 3×3 stride-1 layer with ``pixels`` output pixels (all images).
+
+    Off where the BLAS's threads cannot be limited and it runs several (NumPy built on Accelerate or MKL):
+    there every one of the 16 small GEMMs per block would pay a thread barrier (3-8x slower when measured).
+    """
+    return (WINOGRAD_MIN_CHANNELS <= cout <= cin and pixels >= WINOGRAD_MIN_PIXELS
+            and (blas.available() or _ONE_BLAS_THREAD))
+
+
+def use_winograd(w_shape, strides, dilation, groups, pixels):
+    """Whether :func:`conv2d` takes the Winograd path for this kernel shape, geometry and output size."""
     kh, kw, cin_g, cout = w_shape
-    return ((kh, kw) == (3, 3) and tuple(strides) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
-            and min(cin_g, cout) >= WINOGRAD_MIN_CHANNELS)
+    if (kh, kw) != (3, 3) or tuple(strides) != (1, 1) or tuple(dilation) != (1, 1) or groups != 1 or not WINOGRAD:
+        return False
+    return WINOGRAD is True or winograd_pays(cin_g, cout, pixels)
 
 
 def winograd_kernel(w):
@@ -381,44 +370,48 @@ def _winograd_at(m, out):
 
 
 def _winograd_conv(x, u, b, pads, out):
-    """3x3 stride-1 convolution by Winograd F(2x2, 3x3), blocks of tile rows sized to MEMORY_BUDGET.
+    """3x3 stride-1 convolution by Winograd F(2x2, 3x3).
 
     x: (N, H, W, Cin); u: (16, Cin, Cout) from :func:`winograd_kernel`; out: (N, oh, ow, Cout), filled.
+    The tile rows are split into one part per core (THREADS), each part run start to end (transforms and
+    GEMMs) on its own thread with the BLAS limited to one thread per call: 16 small GEMMs per block on a
+    multi-threaded BLAS would each wait at its thread barrier, and the transforms would run on one core.
     """
+    tile_rows = -(-out.shape[1] // 2)
+    parts = min(THREADS, tile_rows) if blas.available() else 1
+    with blas.limited(1 if parts > 1 else blas.threads()):
+        parallel(lambda t0, t1: _winograd_rows(x, u, b, pads, out, t0, t1, MEMORY_BUDGET // parts), tile_rows,
+                 parts=parts)
+
+
+def _winograd_rows(x, u, b, pads, out, first, last, budget):
+    """:func:`_winograd_conv` for the output tile rows first:last, in blocks of tile rows sized to ``budget``."""
     n, _, _, c = x.shape
     _, oh, ow, co = out.shape
     (pt, _), (pl, _) = pads
-    th, tw = -(-oh // 2), -(-ow // 2)  # 2x2 output tiles
-    per_tile_row = n * tw * 16 * (2 * c + 2 * co) * x.itemsize
-    step = max(1, MEMORY_BUDGET // per_tile_row)
-    for t0 in range(0, th, step):
-        t1 = min(th, t0 + step)
+    tw = -(-ow // 2)  # 2x2 output tiles per row
+    step = max(1, budget // (n * tw * 16 * (2 * c + 2 * co) * x.itemsize))
+    for t0 in range(first, last, step):
+        t1 = min(last, t0 + step)
         tb = t1 - t0
         xb = _padded_rows(x, pt, pl, 2 * t0, 2 * t1 + 2, 2 * tw + 2)  # (n, 2tb+2, 2tw+2, c)
+        # V = B^T d B: along rows, then along columns
         rows = _workspace("wino_rows", (4, n, tb, 2 * tw + 2, c), x.dtype)
+        _winograd_bt([xb[:, k:k + 2 * tb:2] for k in range(4)], rows)
         v = _workspace("wino_v", (4, 4, n, tb, tw, c), x.dtype)
-
-        def transform_in(i0, i1):  # V = B^T d B for tile rows i0:i1: along rows, then along columns
-            _winograd_bt([xb[:, 2 * i0 + k:2 * i1 + k:2] for k in range(4)], rows[:, :, i0:i1])
-            for i in range(4):
-                _winograd_bt([rows[i][:, i0:i1, k:k + 2 * tw:2] for k in range(4)], v[i, :, :, i0:i1])
-
-        _parallel(transform_in, tb, v.nbytes)
+        for i in range(4):
+            _winograd_bt([rows[i][:, :, k:k + 2 * tw:2] for k in range(4)], v[i])
         m = _workspace("wino_m", (16, n * tb * tw, co), x.dtype)
-        np.matmul(v.reshape(16, -1, c), u, out=m)
-        m = m.reshape(4, 4, n, tb, tw, co)
+        np.matmul(v.reshape(16, -1, c), u, out=m)  # the 16 GEMMs (tiles, cin) @ (cin, cout)
+        # Y = A^T M A, written straight into out when the block's tiles lie inside it
         half = _workspace("wino_half", (2, 4, n, tb, tw, co), x.dtype)
+        _winograd_at(m.reshape(4, 4, n, tb, tw, co), half)
         rows_out = min(2 * t1, oh) - 2 * t0
-        exact = rows_out == 2 * tb and ow == 2 * tw  # then the tiles are written straight into out
+        exact = rows_out == 2 * tb and ow == 2 * tw
         y = out[:, 2 * t0:2 * t1].reshape(n, tb, 2, tw, 2, co) if exact else \
             _workspace("wino_y", (n, tb, 2, tw, 2, co), x.dtype)
-
-        def transform_out(i0, i1):  # Y = A^T M A for tile rows i0:i1
-            _winograd_at(m[:, :, :, i0:i1], half[:, :, :, i0:i1])
-            for i in range(2):
-                _winograd_at(half[i][:, :, i0:i1], [y[:, i0:i1, i, :, 0], y[:, i0:i1, i, :, 1]])
-
-        _parallel(transform_out, tb, half.nbytes)
+        for i in range(2):
+            _winograd_at(half[i], [y[:, :, i, :, 0], y[:, :, i, :, 1]])
         if not exact:
             out[:, 2 * t0:2 * t0 + rows_out] = y.reshape(n, 2 * tb, 2 * tw, co)[:, :rows_out, :ow]
         if b is not None:
@@ -445,7 +438,7 @@ def conv2d_input_grad(dout, w, x_shape, strides=(1, 1), pads=((0, 0), (0, 0)), d
     oh, ow = dout.shape[1:3]
     dout = dout.astype(np.result_type(dout.dtype, w.dtype), copy=False)
     flipped_shape = (kh, kw, cout // groups, cin)
-    fast = use_winograd(flipped_shape, (1, 1), (dh, dw), groups)
+    fast = use_winograd(flipped_shape, (1, 1), (dh, dw), groups, n * h * wd)
     if (sh, sw) == (1, 1) and (fast or cin >= cout):
         # dx_pad[p] = sum_a dout[p - a*d] w[a]: a stride-1 correlation of the zero-padded dout with the
         # flipped kernel; padding dout by (k-1)*d - pad lands directly on the unpadded dx. Its im2col
@@ -467,7 +460,7 @@ def conv2d_input_grad(dout, w, x_shape, strides=(1, 1), pads=((0, 0), (0, 0)), d
     wt = np.ascontiguousarray(w.reshape(taps, cin_g, groups, -1).transpose(0, 2, 3, 1))  # (taps, G, cout_g, cin_g)
     for n0, n1, r0, r1 in _blocks(n, oh, ow * taps * cin * dout.itemsize):
         d = dout[n0:n1, r0:r1].reshape(-1, groups, cout // groups).transpose(1, 0, 2)  # (G, M, cout_g)
-        dcols = np.matmul(d, wt, out=_workspace("cols", (taps, groups, d.shape[1], cin_g), d.dtype))
+        dcols = matmul(d, wt, out=_workspace("cols", (taps, groups, d.shape[1], cin_g), d.dtype))
         dcols = dcols.transpose(0, 2, 1, 3).reshape(kh, kw, n1 - n0, r1 - r0, ow, cin)  # a view if groups == 1
         for a in range(kh):
             for b in range(kw):
@@ -486,19 +479,19 @@ def conv2d_weight_grad(x, dout, w_shape, strides=(1, 1), pads=((0, 0), (0, 0)), 
     n, _, _, cin = x.shape
     oh, ow = dout.shape[1:3]
     if cols is not None:
-        return (cols.T @ dout.reshape(-1, cout)).reshape(w_shape)
+        return matmul(cols.T, dout.reshape(-1, cout)).reshape(w_shape)
     if kh == kw == 1 and strides == (1, 1) and groups == 1 and pads == ((0, 0), (0, 0)):
-        return (x.reshape(-1, cin).T @ dout.reshape(-1, cout)).reshape(w_shape)
+        return matmul(x.reshape(-1, cin).T, dout.reshape(-1, cout)).reshape(w_shape)
     k, taps = kh * kw * cin, kh * kw
     dw = np.zeros((groups, taps * cin_g, cout // groups), dtype=np.result_type(x.dtype, dout.dtype))
     for n0, n1, r0, r1 in _blocks(n, oh, ow * k * x.itemsize):
         cols = _im2col(x[n0:n1], r0, r1, ow, (kh, kw), tuple(strides), pads, tuple(dilation))
         d = dout[n0:n1, r0:r1].reshape(-1, cout)
         if groups == 1:
-            dw[0] += cols.T @ d
+            dw[0] += matmul(cols.T, d)
         else:
             dg = d.reshape(d.shape[0], groups, -1).transpose(1, 0, 2)
-            dw += np.matmul(_cols_by_group(cols, groups, taps).transpose(0, 2, 1), dg)
+            dw += matmul(_cols_by_group(cols, groups, taps).transpose(0, 2, 1), dg)
     return dw.transpose(1, 0, 2).reshape(w_shape)
 
 

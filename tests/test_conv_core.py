@@ -54,7 +54,7 @@ def plain(monkeypatch):
     """Run the core with every fast path off: the plain im2col path (the reference for fast paths)."""
     def run(fn, *args, **kw):
         with monkeypatch.context() as m:
-            m.setattr(core, "WINOGRAD_MIN_CHANNELS", 1 << 30)
+            m.setattr(core, "WINOGRAD", False)
             return fn(*args, **kw)
     return run
 
@@ -106,10 +106,10 @@ def test_conv_backward_adjoint_identities(rng, kernel, strides, dilation, groups
 @pytest.mark.parametrize("hw,padding,n", [((8, 8), "same", 1), ((7, 9), "same", 2), ((9, 6), "valid", 3),
                                           ((5, 5), "valid", 1), ((3, 3), "same", 2)])
 def test_winograd_matches_plain_im2col(rng, plain, monkeypatch, hw, padding, n):
-    monkeypatch.setattr(core, "WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(core, "WINOGRAD", True)
     x, w, pads = _case(rng, (3, 3), (1, 1), (1, 1), 1, padding, n=n, hw=hw, cin=5, cout=7)
     b = rng.standard_normal(7)
-    assert core.use_winograd(w.shape, (1, 1), (1, 1), 1)
+    assert core.use_winograd(w.shape, (1, 1), (1, 1), 1, n * hw[0] * hw[1])
     fast = core.conv2d(x, w, b, (1, 1), pads)
     slow = plain(core.conv2d, x, w, b, (1, 1), pads)
     np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-12)
@@ -120,7 +120,7 @@ def test_winograd_matches_plain_im2col(rng, plain, monkeypatch, hw, padding, n):
 
 def test_winograd_float32_stays_close(rng, plain, monkeypatch):
     """In float32 Winograd's extra additions cost a little precision, not more than ~1e-6 relative."""
-    monkeypatch.setattr(core, "WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(core, "WINOGRAD", True)
     x = rng.standard_normal((1, 14, 14, 64)).astype(np.float32)
     w = rng.standard_normal((3, 3, 64, 32)).astype(np.float32)
     fast = core.conv2d(x, w, None, (1, 1), ((1, 1), (1, 1)))
@@ -139,7 +139,7 @@ def test_row_chunking_and_batch_blocks_change_nothing(rng, plain, monkeypatch, k
              core.conv2d_weight_grad(x, dy, w.shape, strides, pads, dilation, groups))
     for budget in (1, 700, 5000):  # one output row per block, a few rows, a few images
         monkeypatch.setattr(core, "MEMORY_BUDGET", budget)
-        monkeypatch.setattr(core, "WINOGRAD_MIN_CHANNELS", 1)  # chunked Winograd too, where it applies
+        monkeypatch.setattr(core, "WINOGRAD", True)  # chunked Winograd too, where it applies
         got = (core.conv2d(x, w, None, strides, pads, dilation, groups),
                core.conv2d_input_grad(dy, w, x.shape, strides, pads, dilation, groups),
                core.conv2d_weight_grad(x, dy, w.shape, strides, pads, dilation, groups))
@@ -156,7 +156,7 @@ def test_one_by_one_is_a_matmul(rng):
 def test_cached_kernel_transforms_follow_in_place_edits(rng, monkeypatch):
     """Winograd and flipped kernels are cached per kernel array; editing the array in place must not
     leave a stale transform (even a permutation of the entries, which keeps their sum)."""
-    monkeypatch.setattr(core, "WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(core, "WINOGRAD", True)
     x = rng.standard_normal((1, 6, 6, 3))
     w = rng.standard_normal((3, 3, 3, 4))
     pads = ((1, 1), (1, 1))

@@ -308,7 +308,7 @@ def test_batchnorm_training_updates_moving_statistics(rng):
 def conv_path(request, monkeypatch):
     """Run a test with Winograd forced off and on (its transformed kernels are cached per kernel array)."""
     from npcnn import conv
-    monkeypatch.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1 << 30 if request.param == "im2col" else 1)
+    monkeypatch.setattr(conv, "WINOGRAD", request.param == "winograd")
     return request.param
 
 

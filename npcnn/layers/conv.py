@@ -10,6 +10,7 @@ Kernel layouts are Keras's, so a Keras weight list maps one to one:
 import numpy as np
 
 from .. import conv as core
+from ..blas import matmul
 from ..errors import InputError, NpcnnError, UnsupportedError
 from .base import Layer, as_1d_config, check_rank, check_sizes, single_int
 
@@ -251,7 +252,7 @@ class SeparableConv2D(_ConvBase):
         check_rank(self, x, (4,))
         pads = self._pads(x.shape[1:3])
         h = core.depthwise_conv2d(x, self.params["depthwise_kernel"], self.strides, pads, self.dilation_rate)
-        out = h @ self.params["pointwise_kernel"][0, 0]
+        out = matmul(h, self.params["pointwise_kernel"][0, 0])
         if self.use_bias:
             out += self.params["bias"]
         return out, (x, pads, h)
@@ -260,12 +261,12 @@ class SeparableConv2D(_ConvBase):
         x, pads, h = cache
         _full(self, x, need_params)
         pw, dwk = self.params["pointwise_kernel"], self.params["depthwise_kernel"]
-        dh = dout @ pw[0, 0].T
+        dh = matmul(dout, pw[0, 0].T)
         grads = {}
         if need_params:
             grads["depthwise_kernel"] = core.depthwise_weight_grad(x, dh, dwk.shape, self.strides, pads,
                                                                    self.dilation_rate)
-            grads["pointwise_kernel"] = (h.reshape(-1, h.shape[-1]).T @ dout.reshape(-1, dout.shape[-1]))[None, None]
+            grads["pointwise_kernel"] = matmul(h.reshape(-1, h.shape[-1]).T, dout.reshape(-1, dout.shape[-1]))[None, None]
             self._bias_grad(grads, dout)
         dx = core.depthwise_input_grad(dh, dwk, x.shape, self.strides, pads, self.dilation_rate) if need_dx else None
         # Keras order: depthwise, pointwise, bias

@@ -2,6 +2,7 @@
 import numpy as np
 
 from .. import initializers
+from ..blas import matmul
 from ..errors import InputError
 from .base import Layer, check_rank, check_sizes
 
@@ -59,7 +60,7 @@ class Dense(Layer):
         if x.shape[-1] != w.shape[0]:
             raise InputError(f"layer {self.name!r} (Dense) expects {w.shape[0]} input features on the last "
                              f"axis, got input shape {x.shape}")
-        out = x @ w
+        out = matmul(x, w)
         if self.use_bias:
             out += self.params["bias"]
         return out, x
@@ -68,10 +69,10 @@ class Dense(Layer):
         w = self.params["kernel"]
         grads = {}
         if need_params:
-            grads["kernel"] = x.reshape(-1, x.shape[-1]).T @ dout.reshape(-1, dout.shape[-1])
+            grads["kernel"] = matmul(x.reshape(-1, x.shape[-1]).T, dout.reshape(-1, dout.shape[-1]))
             if self.use_bias:
                 grads["bias"] = dout.reshape(-1, dout.shape[-1]).sum(axis=0)
-        return (dout @ w.T if need_dx else None), grads
+        return (matmul(dout, w.T) if need_dx else None), grads
 
 
 class Activation(Layer):

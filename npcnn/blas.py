@@ -1,0 +1,156 @@
+"""npcnn's threads and NumPy's BLAS: every core busy, one BLAS thread per call.
+
+OpenBLAS (NumPy's wheels bundle it) runs every GEMM on all cores, and its threads meet at a barrier
+after each call. That suits one large GEMM; it wastes time on many small ones (Winograd's 16 per block),
+and NumPy's copies and ufuncs between the GEMMs run on one core anyway. Worse, after a call its worker
+threads keep spinning for a while, so any work npcnn then runs on its own threads shares the cores with
+them (measured: Winograd layers 1.7-2x slower right after a multi-threaded GEMM). So npcnn never lets
+the BLAS thread: it splits work into parts on its own threads (:func:`parallel`), and each part's GEMMs
+run on one BLAS thread (:func:`limited`); :func:`matmul` is a GEMM split that way.
+
+OpenBLAS has no Python interface: its ``set_num_threads`` / ``get_num_threads`` functions are called
+through ctypes on the library NumPy already loaded (found next to NumPy, or in this process's memory
+map on Linux). Where no OpenBLAS is found (NumPy built on Accelerate or MKL), :func:`available` is False
+and the callers keep the BLAS's own threading.
+"""
+import ctypes
+import glob
+import os
+import threading
+from contextlib import contextmanager
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+_SYMBOL_PREFIXES = ("scipy_openblas_", "openblas_")  # NumPy >= 2 wheels rename OpenBLAS's symbols
+_SYMBOL_SUFFIXES = ("64_", "", "_64_")  # 64-bit-integer builds add a suffix
+_lock = threading.Lock()
+_depth = [0, None]  # open limited() blocks, and the thread count to restore when the last one closes
+
+
+def _candidate_paths():
+    """Files that may be the OpenBLAS NumPy uses: its bundled copy first, then anything loaded."""
+    root = os.path.dirname(np.__file__)
+    for folder in (os.path.join(root, os.pardir, "numpy.libs"), os.path.join(root, ".dylibs"), root):
+        yield from sorted(glob.glob(os.path.join(folder, "*openblas*")))
+    try:
+        with open("/proc/self/maps") as maps:
+            yield from sorted({line.split()[-1] for line in maps if "openblas" in line.lower()})
+    except OSError:
+        pass
+
+
+def _find():
+    """(set_num_threads, get_num_threads) of NumPy's OpenBLAS as ctypes functions, or None."""
+    for path in _candidate_paths():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in _SYMBOL_PREFIXES:
+            for suffix in _SYMBOL_SUFFIXES:
+                setter = getattr(lib, f"{prefix}set_num_threads{suffix}", None)
+                getter = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
+                if setter is not None and getter is not None:
+                    setter.argtypes, setter.restype = [ctypes.c_int], None
+                    getter.argtypes, getter.restype = [], ctypes.c_int
+                    return setter, getter
+    return None
+
+
+_functions = _find()
+
+
+def available():
+    """Whether the BLAS's thread count can be read and set (NumPy's OpenBLAS was found)."""
+    return _functions is not None
+
+
+def threads():
+    """The number of threads the BLAS runs a call on now (1 when it cannot be told)."""
+    return max(1, int(_functions[1]())) if _functions is not None else 1
+
+
+@contextmanager
+def limited(count=1):
+    """Within the block, every BLAS call (from any thread) runs on at most ``count`` threads.
+
+    Blocks may overlap (from several threads); the thread count from before the first one is restored
+    when the last one closes. Does nothing where the BLAS cannot be controlled.
+    """
+    if _functions is None:
+        yield
+        return
+    setter, getter = _functions
+    with _lock:
+        if _depth[0] == 0:
+            _depth[1] = getter()
+        _depth[0] += 1
+        setter(min(count, _depth[1]))
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth[0] -= 1
+            if _depth[0] == 0:
+                setter(_depth[1])
+
+
+# ---------------------------------------------------------------- npcnn's own threads
+THREADS = min(os.cpu_count() or 1, 4, threads() if available() else os.cpu_count() or 1)
+"""Threads npcnn splits its work over: one per core (at most 4), fewer if the BLAS was told to use fewer
+(OPENBLAS_NUM_THREADS=1 means one). NumPy releases the GIL inside GEMMs, copies and ufunc loops, so
+plain Python threads run those parts in parallel."""
+
+_executor = []
+_PREFIX = "npcnn-worker"
+if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's threads: start a new pool there
+    os.register_at_fork(after_in_child=_executor.clear)
+
+
+def parallel(fn, count, nbytes=0, parts=None):
+    """fn(i0, i1) over [0, count) split into ``parts`` (default THREADS) contiguous parts run in parallel;
+    inline when the work (``nbytes`` written) is too small to pay for a thread hand-off, or when called
+    from one of these threads (a part never waits for the pool it runs on). Parts must write disjoint slices."""
+    if parts is None:
+        parts = THREADS if nbytes >= (1 << 20) else 1
+    parts = min(parts, count)
+    if parts <= 1 or threading.current_thread().name.startswith(_PREFIX):
+        fn(0, count)
+        return
+    if not _executor:
+        _executor.append(ThreadPoolExecutor(THREADS, thread_name_prefix=_PREFIX))
+    bounds = [count * k // parts for k in range(parts + 1)]
+    futures = [_executor[0].submit(fn, bounds[k], bounds[k + 1]) for k in range(1, parts)]
+    fn(bounds[0], bounds[1])
+    for f in futures:
+        f.result()
+
+
+SMALL_PRODUCT = 1 << 22
+"""Products with fewer multiply-adds than this run on one thread: a hand-off to the pool costs ~0.1 ms."""
+
+
+def matmul(a, b, out=None):
+    """``a @ b`` (NumPy's matmul rules, stacks included) on every core, each part's GEMM on one BLAS thread.
+
+    a: (..., M, K), b: (..., K, N) -> (..., M, N). Split over the rows M, or over the columns N when there
+    are fewer rows than threads (a Dense layer at batch 1). Small products run inline. Where the BLAS's
+    threads cannot be limited, this is plain ``np.matmul`` (the BLAS threads it itself).
+    """
+    if not available():
+        return np.matmul(a, b, out=out)
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    if out is None:
+        shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (m, n)
+        out = np.empty(shape, np.result_type(a.dtype, b.dtype))
+    stack = int(np.prod(out.shape[:-2]))
+    with limited(1):
+        if stack * m * k * n < SMALL_PRODUCT or THREADS == 1:
+            np.matmul(a, b, out=out)
+        elif m >= 8 * THREADS:
+            parallel(lambda i0, i1: np.matmul(a[..., i0:i1, :], b, out=out[..., i0:i1, :]), m, parts=THREADS)
+        else:
+            parallel(lambda j0, j1: np.matmul(a, b[..., j0:j1], out=out[..., j0:j1]), n, parts=THREADS)
+    return out

@@ -1,0 +1,87 @@
+"""npcnn.blas: the BLAS thread limit and the GEMM split over npcnn's own threads."""
+import threading
+
+import numpy as np
+import pytest
+
+from npcnn import blas
+from npcnn import conv as core
+from tests.test_conv_core import direct_conv
+
+
+@pytest.fixture
+def split_everything(monkeypatch):
+    """Split every product over three parts, however small (the defaults would run small ones inline)."""
+    monkeypatch.setattr(blas, "SMALL_PRODUCT", 0)
+    monkeypatch.setattr(blas, "THREADS", 3)
+
+
+@pytest.mark.parametrize("a_shape,b_shape", [
+    ((50, 7), (7, 9)),          # split over rows
+    ((2, 7), (7, 40)),          # few rows: split over columns
+    ((4, 30, 6), (4, 6, 5)),    # a stack, split over each matrix's rows
+    ((3, 1, 30, 6), (2, 6, 5)),  # broadcast stacks
+    ((1, 6), (6, 1)),           # fewer columns than parts
+])
+def test_matmul_equals_numpy(rng, split_everything, a_shape, b_shape):
+    a, b = rng.standard_normal(a_shape), rng.standard_normal(b_shape)
+    np.testing.assert_allclose(blas.matmul(a, b), np.matmul(a, b), rtol=1e-13, atol=1e-13)
+    out = np.full(np.matmul(a, b).shape, np.nan)
+    assert blas.matmul(a, b, out=out) is out
+    np.testing.assert_allclose(out, np.matmul(a, b), rtol=1e-13, atol=1e-13)
+
+
+def test_matmul_of_transposed_views_and_mixed_dtypes(rng, split_everything):
+    a = rng.standard_normal((20, 33)).astype(np.float32)
+    b = rng.standard_normal((20, 8))
+    np.testing.assert_allclose(blas.matmul(a.T, b), a.T.astype(np.float64) @ b, rtol=1e-6)
+    assert blas.matmul(a.T, b).dtype == np.float64
+
+
+@pytest.mark.skipif(not blas.available(), reason="NumPy's BLAS is not an OpenBLAS npcnn can control")
+def test_limited_restores_the_thread_count_after_overlapping_blocks():
+    before = blas.threads()
+    with blas.limited(1):
+        assert blas.threads() == 1
+        with blas.limited(1):
+            assert blas.threads() == 1
+        assert blas.threads() == 1  # the inner block's end does not restore yet
+    assert blas.threads() == before
+    with pytest.raises(ZeroDivisionError):
+        with blas.limited(1):
+            1 / 0
+    assert blas.threads() == before
+
+
+def test_parallel_covers_every_index_once_also_when_nested(monkeypatch):
+    monkeypatch.setattr(blas, "THREADS", 3)
+    seen, names = [], set()
+
+    def part(i0, i1):
+        names.add(threading.current_thread().name)
+        inner = []
+        blas.parallel(lambda j0, j1: inner.extend(range(j0, j1)), 10, parts=3)  # on a pool thread: inline
+        assert sorted(inner) == list(range(10))
+        seen.extend(range(i0, i1))
+
+    blas.parallel(part, 11, parts=3)
+    assert sorted(seen) == list(range(11))
+    assert len(names) >= 2  # the caller ran one part, pool threads the others
+
+
+@pytest.mark.parametrize("budget", [core.MEMORY_BUDGET, 3000])
+def test_winograd_split_over_threads_matches_plain_im2col(rng, monkeypatch, budget):
+    """Winograd runs its tile rows in parts on separate threads (here three, blocks within them small)."""
+    monkeypatch.setattr(core, "THREADS", 3)
+    monkeypatch.setattr(core, "MEMORY_BUDGET", budget)
+    x = rng.standard_normal((2, 13, 9, 5))
+    w = rng.standard_normal((3, 3, 5, 4))
+    b = rng.standard_normal(4)
+    pads = ((1, 1), (1, 1))
+    monkeypatch.setattr(core, "WINOGRAD", True)
+    fast = core.conv2d(x, w, b, (1, 1), pads)
+    np.testing.assert_allclose(fast, direct_conv(x, w, (1, 1), pads, (1, 1)) + b, rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(fast.shape)
+    dx = core.conv2d_input_grad(dy, w, x.shape, (1, 1), pads)
+    monkeypatch.setattr(core, "WINOGRAD", False)
+    np.testing.assert_allclose(dx, core.conv2d_input_grad(dy, w, x.shape, (1, 1), pads), rtol=1e-12, atol=1e-12)
