@@ -104,7 +104,7 @@ THREADS = min(os.cpu_count() or 1, 4, threads() if available() else os.cpu_count
 plain Python threads run those parts in parallel."""
 
 _executor = []
-_PREFIX = "npcnn-worker"
+_part = threading.local()  # .running: this thread is running a part (nested calls then run inline)
 if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's threads: start a new pool there
     os.register_at_fork(after_in_child=_executor.clear)
 
@@ -112,18 +112,26 @@ if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's t
 def parallel(fn, count, nbytes=0, parts=None):
     """fn(i0, i1) over [0, count) split into ``parts`` (default THREADS) contiguous parts run in parallel;
     inline when the work (``nbytes`` written) is too small to pay for a thread hand-off, or when called
-    from one of these threads (a part never waits for the pool it runs on). Parts must write disjoint slices."""
+    from within a part (each core already has its part). Parts must write disjoint slices."""
     if parts is None:
         parts = THREADS if nbytes >= (1 << 20) else 1
     parts = min(parts, count)
-    if parts <= 1 or threading.current_thread().name.startswith(_PREFIX):
+    if parts <= 1 or getattr(_part, "running", False):
         fn(0, count)
         return
     if not _executor:
-        _executor.append(ThreadPoolExecutor(THREADS, thread_name_prefix=_PREFIX))
+        _executor.append(ThreadPoolExecutor(THREADS, thread_name_prefix="npcnn"))
+
+    def run(i0, i1):
+        _part.running = True
+        try:
+            fn(i0, i1)
+        finally:
+            _part.running = False
+
     bounds = [count * k // parts for k in range(parts + 1)]
-    futures = [_executor[0].submit(fn, bounds[k], bounds[k + 1]) for k in range(1, parts)]
-    fn(bounds[0], bounds[1])
+    futures = [_executor[0].submit(run, bounds[k], bounds[k + 1]) for k in range(1, parts)]
+    run(bounds[0], bounds[1])
     for f in futures:
         f.result()
 

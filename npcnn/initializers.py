@@ -1,11 +1,14 @@
 """Keras's weight initialisers (the ones Keras configs name), drawn from one seeded NumPy generator."""
+import contextlib
 import math
+import threading
 
 import numpy as np
 
 from .errors import InputError
 
 _rng = np.random.default_rng()
+_local = threading.local()  # .generator: this thread's own, while it trains one part of a batch
 
 
 def set_seed(seed):
@@ -15,8 +18,19 @@ def set_seed(seed):
 
 
 def rng():
-    """npcnn's shared random generator."""
-    return _rng
+    """npcnn's shared random generator (in a thread within :func:`own_generator`, that thread's own)."""
+    return getattr(_local, "generator", None) or _rng
+
+
+@contextlib.contextmanager
+def own_generator(seed):
+    """Within the block, :func:`rng` in this thread is a generator of its own seeded by ``seed``: threads
+    that draw at the same time then draw the same numbers whatever order they run in."""
+    _local.generator = np.random.default_rng(seed)
+    try:
+        yield
+    finally:
+        _local.generator = None
 
 
 def _fans(shape):

@@ -53,15 +53,15 @@ def test_limited_restores_the_thread_count_after_overlapping_blocks():
     assert blas.threads() == before
 
 
-def test_parallel_covers_every_index_once_also_when_nested(monkeypatch):
+def test_parallel_covers_every_index_once_and_runs_nested_calls_inline(monkeypatch):
     monkeypatch.setattr(blas, "THREADS", 3)
     seen, names = [], set()
 
     def part(i0, i1):
         names.add(threading.current_thread().name)
         inner = []
-        blas.parallel(lambda j0, j1: inner.extend(range(j0, j1)), 10, parts=3)  # on a pool thread: inline
-        assert sorted(inner) == list(range(10))
+        blas.parallel(lambda j0, j1: inner.append((j0, j1)), 10, parts=3)  # within a part: inline
+        assert inner == [(0, 10)]
         seen.extend(range(i0, i1))
 
     blas.parallel(part, 11, parts=3)

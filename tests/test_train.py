@@ -1,5 +1,6 @@
 """Training: losses and optimisers against Keras 3 references, loss gradients against float64 finite
 differences, the fit loop (learning, determinism, callbacks) and its input checks."""
+import importlib
 import json
 import os
 
@@ -199,14 +200,52 @@ def test_fit_with_validation_split_and_one_hot_labels(subset):
 def _train_once(subset, seed):
     model = _small_model(dropout=0.3, seed=seed)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    model.fit(subset[0][:64], subset[1][:64], epochs=2, batch_size=16, verbose=0)
+    model.fit(subset[0][:64], subset[1][:64], epochs=2, batch_size=32, verbose=0)
     return model.get_weights()
 
 
-def test_same_seed_gives_identical_weights(subset):
+@pytest.mark.parametrize("threads", [1, 2])  # Dropout in a batch split over threads: each part has its own RNG
+def test_same_seed_gives_identical_weights(subset, monkeypatch, threads):
+    from npcnn import blas
+    monkeypatch.setattr(blas, "THREADS", threads)
     a, b, c = _train_once(subset, 7), _train_once(subset, 7), _train_once(subset, 8)
     assert all(np.array_equal(u, v) for u, v in zip(a, b))
     assert not all(np.array_equal(u, v) for u, v in zip(a, c))
+
+
+def test_a_batch_split_over_cores_takes_the_whole_batch_step(subset, monkeypatch):
+    """train_step runs parts of a batch on separate threads and sums their gradients: the step equals the
+    whole batch's (float64, no randomness), loss and predictions included."""
+    from npcnn import blas
+    fit_module = importlib.import_module("npcnn.train.fit")  # (npcnn.train.fit is also the function)
+    x, y = subset[0][:50].astype(np.float64), subset[1][:50]
+    results = []
+    for threads in (1, 3):
+        monkeypatch.setattr(blas, "THREADS", threads)
+        monkeypatch.setattr(fit_module, "MIN_SHARD", 4)
+        model = _small_model().astype("float64")
+        model.compile(optimizer=optimizers.SGD(0.1, momentum=0.9), loss="sparse_categorical_crossentropy")
+        assert len(fit_module.shards(model, 50)) == threads
+        loss, t, pred = fit_module.train_step(model, x, y)
+        fit_module.train_step(model, x, y)
+        results.append((loss, t, pred, model.get_weights()))
+    (l1, t1, p1, w1), (l3, t3, p3, w3) = results
+    np.testing.assert_allclose(l3, l1, rtol=1e-13)
+    np.testing.assert_array_equal(t3, t1)
+    np.testing.assert_allclose(p3, p1, rtol=1e-12, atol=1e-15)
+    for a, b in zip(w3, w1):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-14)
+
+
+def test_batch_statistics_keep_a_batch_whole(monkeypatch):
+    from npcnn import blas
+    fit_module = importlib.import_module("npcnn.train.fit")  # (npcnn.train.fit is also the function)
+    monkeypatch.setattr(blas, "THREADS", 2)
+    plain = npcnn.Sequential([L.Dense(4, input_shape=(3,)), L.Dense(1)])
+    with_bn = npcnn.Sequential([L.Dense(4, input_shape=(3,)), L.BatchNormalization(), L.Dense(1)])
+    assert fit_module.shards(plain, 64) == [(0, 32), (32, 64)]
+    assert fit_module.shards(with_bn, 64) == [(0, 64)]
+    assert fit_module.shards(plain, 20) == [(0, 20)]  # parts of fewer than MIN_SHARD samples do not pay
 
 
 def test_batchnorm_trains_in_training_mode_and_moving_stats_follow():

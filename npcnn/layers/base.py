@@ -75,6 +75,7 @@ class Layer:
     weight_names = ()
     non_trainable_names = ()
     multi_input = False
+    couples_batch = False  # True where training mode mixes the samples of a batch (batch statistics)
 
     def __init__(self, name=None, activation=None, trainable=True, dtype=None, input_shape=None,
                  batch_input_shape=None, batch_shape=None, batch_size=None, input_dim=None, **ignored):

@@ -43,6 +43,7 @@ class BatchNormalization(Layer):
 
     weight_names = ("gamma", "beta", "moving_mean", "moving_variance")
     non_trainable_names = ("moving_mean", "moving_variance")
+    couples_batch = True
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs):
         super().__init__(**kwargs)

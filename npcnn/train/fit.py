@@ -1,6 +1,7 @@
 """The training loop: ``compile``, ``fit`` and ``evaluate`` as Keras's, over npcnn's own forward/backward.
 
-One training step is four lines (:func:`train_step`), the whole of what a framework does:
+One training step is four lines (:func:`_part_gradients` and :func:`train_step`), the whole of what a
+framework does:
 
     trace = model.trace(x, training=True)           # forward; Dropout drops, BatchNorm uses batch statistics
     loss, dloss = model.loss.from_targets(t, trace.outputs[0])    # the loss and d loss / d predictions
@@ -14,6 +15,7 @@ import math
 
 import numpy as np
 
+from .. import blas, initializers
 from ..errors import InputError, UnsupportedError
 from . import callbacks as callbacks_module
 from . import losses, optimizers
@@ -141,15 +143,56 @@ def trainable_weights(model):
     return out
 
 
-def train_step(model, x, y):
-    """One step of gradient descent on the batch x (B, H, W, C), y (B,) class numbers or (B, C).
+MIN_SHARD = 16
+"""The fewest samples worth a core of their own in :func:`train_step`."""
 
-    Returns (mean loss before the step, targets (B, C) as the loss sees them, predictions (B, C))."""
+
+def shards(model, batch):
+    """How :func:`train_step` splits a batch of ``batch`` samples over the cores: [(start, stop), ...].
+
+    One part per core (npcnn.blas.THREADS), each at least MIN_SHARD samples, unless a layer couples the
+    samples of a batch in training (BatchNormalization's batch statistics): then the batch stays whole.
+    """
+    parts = min(blas.THREADS, batch // MIN_SHARD)
+    if parts <= 1 or any(step.layer.couples_batch for step in model._steps):
+        return [(0, batch)]
+    return [(batch * k // parts, batch * (k + 1) // parts) for k in range(parts)]
+
+
+def _part_gradients(model, x, y, share):
+    """Loss and gradients of one part of a batch, both weighted by ``share`` (its fraction of the batch),
+    so that the parts' sums are the whole batch's mean loss and its gradients."""
     trace = model.trace(x, training=True)
     pred = trace.outputs[0]
     t = model.loss.targets(np.asarray(y), pred)
     loss, dloss = model.loss.from_targets(t, pred)
-    grads = trace.param_gradients(cotangent=dloss)
+    return loss * share, trace.param_gradients(cotangent=dloss * share), t, pred
+
+
+def train_step(model, x, y):
+    """One step of gradient descent on the batch x (B, H, W, C), y (B,) class numbers or (B, C).
+
+    The batch is split into parts (:func:`shards`) that run forward and backward at the same time, one per
+    core, each with its own random generator (seeded from npcnn's, so a seeded run repeats); the parts'
+    gradients are summed. Returns (mean loss before the step, targets (B, C) as the loss sees them,
+    predictions (B, C))."""
+    bounds = shards(model, len(x))
+    if len(bounds) == 1:
+        loss, grads, t, pred = _part_gradients(model, x, y, 1.0)
+    else:
+        seeds = initializers.rng().integers(1 << 62, size=len(bounds))
+        parts = [None] * len(bounds)
+
+        def run(k0, k1):
+            for k in range(k0, k1):
+                (a, b), share = bounds[k], (bounds[k][1] - bounds[k][0]) / len(x)
+                with initializers.own_generator(seeds[k]):
+                    parts[k] = _part_gradients(model, x[a:b], y[a:b], share)
+
+        blas.parallel(run, len(bounds), parts=len(bounds))
+        loss = sum(p[0] for p in parts)
+        grads = {key: sum(p[1][key] for p in parts) for key in parts[0][1]}
+        t, pred = (np.concatenate([p[i] for p in parts]) for i in (2, 3))
     model.optimizer.apply(grads, trainable_weights(model))
     return loss, t, pred
 
