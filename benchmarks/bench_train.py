@@ -37,6 +37,7 @@ contiguous runs are one pixel's channels, 16 numbers in the first layer).
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -114,6 +115,7 @@ def main():
     p.add_argument("--tf-python", default="/work/venv-tf/bin/python", help="a Python with Keras 3 + TF")
     p.add_argument("--blas-threads", type=int, help="OPENBLAS_NUM_THREADS for npcnn only (default: OpenBLAS's "
                    "own, every core; 1 is faster when other jobs share the cores)")
+    p.add_argument("--rounds", type=int, default=3, help="alternating npcnn/Keras runs; medians are compared")
     p.add_argument("--side", choices=["npcnn", "keras"], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.side:
@@ -121,19 +123,27 @@ def main():
         print(json.dumps(run(args.batch_size, args.limit)))
         return
     print(f"one epoch, {args.limit} Fashion-MNIST images, batch {args.batch_size}, {os.cpu_count()} cores, "
-          f"npcnn BLAS threads {args.blas_threads or 'default'}")
-    npc = side(sys.executable, "npcnn", args)
-    ker = side(args.tf_python, "keras", args) if os.path.exists(args.tf_python) else {"error": "no TF python"}
-    for name, r in (("npcnn", npc), ("keras/TF", ker)):
-        if "error" in r:
-            print(f"{name:9s} skipped: {r['error']}")
-        else:
-            times = ", ".join(f"{t:.1f} s" for t in r["epoch_s"])
-            print(f"{name:9s} epoch {times}  (loss {r['loss'][0]:.3f}; load {r['load']:.1f} -> {r['load_after']:.1f})")
-    if "error" not in npc and "error" not in ker:
-        print(f"ratio npcnn / TF (steady-state epoch): {npc['epoch_s'][0] / ker['epoch_s'][-1]:.2f}x; "
-              f"against TF's first epoch: {npc['epoch_s'][0] / ker['epoch_s'][0]:.2f}x")
-
+          f"npcnn BLAS threads {args.blas_threads or 'default'}, {args.rounds} alternating rounds")
+    runs = {"npcnn": [], "keras/TF": []}
+    for r in range(args.rounds):  # alternate the sides so that a change in the machine's load hits both
+        runs["npcnn"].append(side(sys.executable, "npcnn", args))
+        runs["keras/TF"].append(side(args.tf_python, "keras", args) if os.path.exists(args.tf_python)
+                                else {"error": "no TF python"})
+        for name in runs:
+            res = runs[name][-1]
+            if "error" in res:
+                print(f"round {r + 1} {name:9s} skipped: {res['error']}")
+            else:
+                times = ", ".join(f"{t:.1f} s" for t in res["epoch_s"])
+                print(f"round {r + 1} {name:9s} epoch {times}  (loss {res['loss'][0]:.3f}; "
+                      f"load {res['load']:.1f} -> {res['load_after']:.1f})", flush=True)
+    ok = {k: [res for res in v if "error" not in res] for k, v in runs.items()}
+    if ok["npcnn"] and ok["keras/TF"]:
+        ours = statistics.median(res["epoch_s"][0] for res in ok["npcnn"])
+        tf_steady = statistics.median(res["epoch_s"][-1] for res in ok["keras/TF"])
+        tf_first = statistics.median(res["epoch_s"][0] for res in ok["keras/TF"])
+        print(f"medians: npcnn {ours:.1f} s, TF {tf_first:.1f} s (1st epoch) / {tf_steady:.1f} s (2nd); "
+              f"ratio npcnn / TF: {ours / tf_steady:.2f}x (steady state), {ours / tf_first:.2f}x (vs 1st)")
 
 if __name__ == "__main__":
     main()
