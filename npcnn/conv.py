@@ -56,10 +56,10 @@ WINOGRAD = "auto"
 or "auto": where it was measured to pay (:func:`winograd_pays`)."""
 WINOGRAD_MIN_CHANNELS = 64
 WINOGRAD_MIN_PIXELS = 28 * 28
-"""The "auto" rule, from VGG16's layers at batch 1 (2 cores, benchmarks/RESULTS.md): Winograd on its own
-threads took 0.55-0.72x the time of im2col where cout <= cin >= 64 and the output has 28x28 pixels or
-more; with cout = 2 cin it was 1.05-1.2x (its output transform grows with cout) and at 14x14 1.5x (too
-few tiles per GEMM to amortise reading the transformed kernel)."""
+"""The "auto" rule, from VGG16's layers (2 cores, benchmarks/RESULTS.md): Winograd on npcnn's threads took
+0.6-0.8x the time of im2col where cin and cout are >= 64 and the output has 28x28 pixels or more (all
+images of the batch together: 14x14 at batch 8 counts); at 14x14, batch 1, it was even (too few tiles to
+amortise reading the 16 transformed kernels), at 7x7 1.8x slower."""
 
 _local = threading.local()  # per-thread workspaces
 
@@ -334,7 +334,7 @@ def winograd_pays(cin, cout, pixels):
     Off where the BLAS's threads cannot be limited and it runs several (NumPy built on Accelerate or MKL):
     there every one of the 16 small GEMMs per block would pay a thread barrier (3-8x slower when measured).
     """
-    return (WINOGRAD_MIN_CHANNELS <= cout <= cin and pixels >= WINOGRAD_MIN_PIXELS
+    return (min(cin, cout) >= WINOGRAD_MIN_CHANNELS and pixels >= WINOGRAD_MIN_PIXELS
             and (blas.available() or _ONE_BLAS_THREAD))
 
 
@@ -373,15 +373,21 @@ def _winograd_conv(x, u, b, pads, out):
     """3x3 stride-1 convolution by Winograd F(2x2, 3x3).
 
     x: (N, H, W, Cin); u: (16, Cin, Cout) from :func:`winograd_kernel`; out: (N, oh, ow, Cout), filled.
-    The tile rows are split into one part per core (THREADS), each part run start to end (transforms and
-    GEMMs) on its own thread with the BLAS limited to one thread per call: 16 small GEMMs per block on a
-    multi-threaded BLAS would each wait at its thread barrier, and the transforms would run on one core.
+    The tile rows (or, when there are few tiles, the output channels) are split into one part per core
+    (THREADS), each part run start to end (transforms and GEMMs) on its own thread with the BLAS limited to
+    one thread per call: 16 small GEMMs per block on a multi-threaded BLAS would each wait at its thread
+    barrier, and the transforms would run on one core.
     """
-    tile_rows = -(-out.shape[1] // 2)
-    parts = min(THREADS, tile_rows) if blas.available() else 1
+    n, oh, ow, co = out.shape
+    tile_rows = -(-oh // 2)
+    parts = THREADS if blas.available() else 1
+    budget = MEMORY_BUDGET // parts
     with blas.limited(1 if parts > 1 else blas.threads()):
-        parallel(lambda t0, t1: _winograd_rows(x, u, b, pads, out, t0, t1, MEMORY_BUDGET // parts), tile_rows,
-                 parts=parts)
+        if tile_rows >= 2 * parts and n * tile_rows * -(-ow // 2) >= 64 * parts:
+            parallel(lambda t0, t1: _winograd_rows(x, u, b, pads, out, t0, t1, budget), tile_rows, parts=parts)
+        else:  # few tiles: split the output channels instead (each part transforms the whole input)
+            parallel(lambda c0, c1: _winograd_rows(x, u[:, :, c0:c1], None if b is None else b[c0:c1], pads,
+                                                   out[..., c0:c1], 0, tile_rows, budget), co, parts=parts)
 
 
 def _winograd_rows(x, u, b, pads, out, first, last, budget):

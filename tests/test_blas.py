@@ -70,11 +70,12 @@ def test_parallel_covers_every_index_once_and_runs_nested_calls_inline(monkeypat
 
 
 @pytest.mark.parametrize("budget", [core.MEMORY_BUDGET, 3000])
-def test_winograd_split_over_threads_matches_plain_im2col(rng, monkeypatch, budget):
-    """Winograd runs its tile rows in parts on separate threads (here three, blocks within them small)."""
+@pytest.mark.parametrize("hw", [(31, 29), (13, 9)])  # parts of tile rows, or (few tiles) of output channels
+def test_winograd_split_over_threads_matches_plain_im2col(rng, monkeypatch, budget, hw):
+    """Winograd runs in parts on separate threads (here three, blocks within them small)."""
     monkeypatch.setattr(core, "THREADS", 3)
     monkeypatch.setattr(core, "MEMORY_BUDGET", budget)
-    x = rng.standard_normal((2, 13, 9, 5))
+    x = rng.standard_normal((2, *hw, 5))
     w = rng.standard_normal((3, 3, 5, 4))
     b = rng.standard_normal(4)
     pads = ((1, 1), (1, 1))
