@@ -610,10 +610,26 @@ class Trace:
         return out if isinstance(wrt, (list, tuple)) else out[0]
 
 
+LEAN_MIN_BYTES = 16 << 20
+"""Caches smaller than this are kept whole even in a lean trace: cutting them costs time (max pooling's
+winners are found in the forward pass, signs packed to bits) and saves little memory."""
+
+
+def _nbytes(cache):
+    if isinstance(cache, np.ndarray):
+        return cache.nbytes
+    if isinstance(cache, (tuple, list)):
+        return sum(_nbytes(c) for c in cache)
+    return 0
+
+
 def _lean_cache(layer, cache):
     """The part of a layer's cache an input gradient needs (for Trace(lean=True)): the layer's own
     ``lean_cache`` when it has one (convolutions drop their input, max pooling keeps the winning tap),
-    and for a plain ReLU the sign of its saved pre-activation, packed 8 to a byte (1/32 of the array)."""
+    and for a plain ReLU the sign of its saved pre-activation, packed 8 to a byte (1/32 of the array).
+    Caches under LEAN_MIN_BYTES are kept whole."""
+    if _nbytes(cache) < LEAN_MIN_BYTES:
+        return cache
     inner, saved = cache
     shrink = getattr(layer, "lean_cache", None)
     if shrink is not None:

@@ -19,6 +19,7 @@ def split_everything(monkeypatch):
 @pytest.mark.parametrize("a_shape,b_shape", [
     ((50, 7), (7, 9)),          # split over rows
     ((2, 7), (7, 40)),          # few rows: split over columns
+    ((2, 70), (70, 4)),         # few long rows: split over the sum
     ((4, 30, 6), (4, 6, 5)),    # a stack, split over each matrix's rows
     ((3, 1, 30, 6), (2, 6, 5)),  # broadcast stacks
     ((1, 6), (6, 1)),           # fewer columns than parts

@@ -274,18 +274,27 @@ def _small_cnn():
     return model
 
 
+def _cache_bytes_of(obj):
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, (tuple, list)):
+        return sum(_cache_bytes_of(o) for o in obj)
+    return 0
+
+
 def _cache_bytes(trace):
-    def size(obj):
-        if isinstance(obj, np.ndarray):
-            return obj.nbytes
-        if isinstance(obj, (tuple, list)):
-            return sum(size(o) for o in obj)
-        return 0
-    return sum(size(c) for c in trace.caches.values()) + sum(v.nbytes for v in trace.values.values())
+    return sum(map(_cache_bytes_of, trace.caches.values())) + sum(v.nbytes for v in trace.values.values())
+
+
+@pytest.fixture
+def lean_always(monkeypatch):
+    """Lean traces cut every cache, however small (by default caches under LEAN_MIN_BYTES stay whole)."""
+    import npcnn.model
+    monkeypatch.setattr(npcnn.model, "LEAN_MIN_BYTES", 0)
 
 
 @pytest.mark.parametrize("rule", [None, "guided", "deconvnet"])
-def test_lean_input_gradient_equals_full_trace(rng, rule):
+def test_lean_input_gradient_equals_full_trace(rng, rule, lean_always):
     from npcnn.model import Trace
     model = _small_cnn()
     x = rng.standard_normal((2, 12, 11, 3))
@@ -306,7 +315,16 @@ def test_lean_input_gradient_equals_full_trace(rng, rule):
         tr_lean.param_gradients()
 
 
-def test_lean_input_gradient_is_the_finite_difference_gradient(rng):
+def test_lean_trace_keeps_small_caches_whole(rng):
+    from npcnn.model import Trace
+    model = _small_cnn()
+    x = rng.standard_normal((2, 12, 11, 3))
+    lean, full = Trace(model, [x], lean=True), model.trace(x)
+    assert sum(map(_cache_bytes_of, lean.caches.values())) == sum(map(_cache_bytes_of, full.caches.values()))
+    np.testing.assert_allclose(model.input_gradient(x), full.input_gradient(), rtol=1e-13, atol=1e-14)
+
+
+def test_lean_input_gradient_is_the_finite_difference_gradient(rng, lean_always):
     from conftest import away_from, check_gradient
     model = _small_cnn()
     x = away_from(rng.standard_normal((1, 12, 11, 3)), [0.0])
