@@ -201,11 +201,15 @@ KERAS3_EXTRA = [
 
 
 class Activation:
-    """One activation: ``forward(z) -> y``, ``backward(dy, saved) -> dz``, ``uses`` in {"z", "y"}."""
+    """One activation: ``forward(z) -> y``, ``backward(dy, saved) -> dz``, ``uses`` in {"z", "y"}.
 
-    def __init__(self, name, forward, backward, uses="z", relu_like=False):
+    Every one acts along the last axis alone (most pixel by pixel), so it may run on blocks of rows;
+    ``keeps_shape`` is False for the one whose output is narrower (glu)."""
+
+    def __init__(self, name, forward, backward, uses="z", relu_like=False, keeps_shape=True):
         self.name, self.forward, self._backward, self.uses, self.relu_like = (
             name, forward, backward, uses, relu_like)
+        self.keeps_shape = keeps_shape
 
     def backward(self, dy, saved, rule=None, **params):
         if rule is None or not self.relu_like:
@@ -252,7 +256,7 @@ ACTIVATIONS = {a.name: a for a in [
 ] + [Activation(name, f, b, uses=u) for name, f, b, u in KERAS3_EXTRA]}
 # Not elementwise: glu halves the last axis (the Activation layer's output_shape knows), so it is kept
 # out of ACTIVATIONS, which lists the shape-preserving ones.
-SHAPE_CHANGING = {"glu": Activation("glu", _glu, _glu_backward)}
+SHAPE_CHANGING = {"glu": Activation("glu", _glu, _glu_backward, keeps_shape=False)}
 ALIASES = {"silu": "swish", "hard_silu": "hard_swish", None: "linear", "": "linear"}
 
 

@@ -103,6 +103,9 @@ THREADS = min(os.cpu_count() or 1, 4, threads() if available() else os.cpu_count
 (OPENBLAS_NUM_THREADS=1 means one). NumPy releases the GIL inside GEMMs, copies and ufunc loops, so
 plain Python threads run those parts in parallel."""
 
+MIN_PARALLEL_BYTES = 1 << 20
+"""Memory-bound work (copies, elementwise maps) smaller than this runs inline: a hand-off costs ~0.1 ms."""
+
 _executor = []
 _part = threading.local()  # .running: this thread is running a part (nested calls then run inline)
 if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's threads: start a new pool there
@@ -114,7 +117,7 @@ def parallel(fn, count, nbytes=0, parts=None):
     inline when the work (``nbytes`` written) is too small to pay for a thread hand-off, or when called
     from within a part (each core already has its part). Parts must write disjoint slices."""
     if parts is None:
-        parts = THREADS if nbytes >= (1 << 20) else 1
+        parts = THREADS if nbytes >= MIN_PARALLEL_BYTES else 1
     parts = min(parts, count)
     if parts <= 1 or getattr(_part, "running", False):
         fn(0, count)
@@ -170,4 +173,20 @@ def matmul(a, b, out=None):
                 out += extra
         else:
             parallel(lambda j0, j1: np.matmul(a, b[..., j0:j1], out=out[..., j0:j1]), n, parts=THREADS)
+    return out
+
+
+def map_rows(fn, *arrays):
+    """``fn(*arrays)`` for same-shaped arrays of rank >= 3 and an ``fn`` that acts along the last axis
+    only (an activation), computed in blocks of rows (axis 1) on every core. Returns an array of the
+    first array's shape and dtype."""
+    x = arrays[0]
+    if x.ndim < 3 or x.nbytes < MIN_PARALLEL_BYTES or THREADS == 1:
+        return fn(*arrays)
+    out = np.empty_like(x)
+
+    def rows(i0, i1):
+        out[:, i0:i1] = fn(*(a[:, i0:i1] for a in arrays))
+
+    parallel(rows, x.shape[1], x.nbytes)
     return out

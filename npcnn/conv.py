@@ -592,10 +592,16 @@ def pool2d(x, pool, strides, pads, mode):
     oh, ow = _out_hw(xpad.shape[1], xpad.shape[2], pool, strides, (1, 1))
     if oh <= 0 or ow <= 0:
         raise InputError(f"the input {x.shape[1:3]} is smaller than the pooling window {pool}")
-    if mode == "max":
-        return _pool_reduce(xpad, pool, strides, (oh, ow), np.maximum)
-    out = _pool_reduce(xpad, pool, strides, (oh, ow), np.add)
-    out /= window_counts(x.shape[1:3], pool, strides, pads).astype(out.dtype)
+    out = np.empty((x.shape[0], oh, ow, x.shape[3]), xpad.dtype)
+    (kh, _), (sh, _) = pool, strides
+
+    def rows(r0, r1):  # output rows r0:r1 read input rows r0*sh : (r1-1)*sh + kh
+        out[:, r0:r1] = _pool_reduce(xpad[:, r0 * sh:(r1 - 1) * sh + kh], pool, strides, (r1 - r0, ow),
+                                     np.maximum if mode == "max" else np.add)
+
+    parallel(rows, oh, xpad.nbytes)
+    if mode == "avg":
+        out /= window_counts(x.shape[1:3], pool, strides, pads).astype(out.dtype)
     return out
 
 
@@ -658,7 +664,15 @@ def pool2d_backward(dout, x, out, pool, strides, pads, mode, winner=None):
     dxpad = np.zeros((n, h + pt + pb, wd + pl + pr, c), dtype=dout.dtype)
     dtaps = _taps(dxpad, pool, strides, (1, 1), (oh, ow))
     if mode == "max" and winner is None:
-        _max_pool_backward(dout, _pad(x, pads, -np.inf), out, pool, strides, dtaps)
+        xpad = _pad(x, pads, -np.inf)
+        (kh, _), (sh, _) = pool, strides
+
+        def rows(r0, r1):  # output rows r0:r1 and the input rows they read (disjoint when sh >= kh)
+            a0, a1 = r0 * sh, (r1 - 1) * sh + kh
+            _max_pool_backward(dout[:, r0:r1], xpad[:, a0:a1], out[:, r0:r1], pool, strides,
+                               _taps(dxpad[:, a0:a1], pool, strides, (1, 1), (r1 - r0, ow)))
+
+        parallel(rows, oh, dxpad.nbytes, parts=None if sh >= kh else 1)  # overlapping rows would race
     elif mode == "max":
         zero = dout.dtype.type(0)
         for (a, b), dtap in dtaps:

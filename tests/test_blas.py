@@ -87,3 +87,36 @@ def test_winograd_split_over_threads_matches_plain_im2col(rng, monkeypatch, budg
     dx = core.conv2d_input_grad(dy, w, x.shape, (1, 1), pads)
     monkeypatch.setattr(core, "WINOGRAD", False)
     np.testing.assert_allclose(dx, core.conv2d_input_grad(dy, w, x.shape, (1, 1), pads), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("pool,strides,padding", [((2, 2), (2, 2), "valid"), ((3, 3), (2, 2), "same"),
+                                                  ((2, 3), (3, 2), "same")])
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_pooling_in_row_blocks_on_threads_changes_nothing(rng, monkeypatch, pool, strides, padding, mode):
+    x = rng.standard_normal((2, 11, 10, 3))
+    x[:, :4, :4] = 1.0  # ties: the first maximum must win in every block as in the whole
+    pads = core.resolve_padding(padding, x.shape[1:3], pool, strides)
+    out = core.pool2d(x, pool, strides, pads, mode)
+    dy = rng.standard_normal(out.shape)
+    dx = core.pool2d_backward(dy, x, out, pool, strides, pads, mode)
+    monkeypatch.setattr(blas, "THREADS", 3)
+    monkeypatch.setattr(blas, "MIN_PARALLEL_BYTES", 0)
+    np.testing.assert_array_equal(core.pool2d(x, pool, strides, pads, mode), out)
+    np.testing.assert_array_equal(core.pool2d_backward(dy, x, out, pool, strides, pads, mode), dx)
+
+
+@pytest.mark.parametrize("name", ["relu", "softmax", "gelu", "glu"])
+@pytest.mark.parametrize("rule", [None, "guided"])
+def test_activations_in_row_blocks_on_threads_change_nothing(rng, monkeypatch, name, rule):
+    from npcnn import layers as L
+    layer = L.Conv2D(6, 1, activation=name)
+    x = rng.standard_normal((2, 7, 5, 3))
+    layer.build(x.shape, dtype="float64")
+    y, cache = layer.apply(x)
+    dy = rng.standard_normal(y.shape)
+    dx, _ = layer.apply_backward(dy, cache, rule)
+    monkeypatch.setattr(blas, "THREADS", 3)
+    monkeypatch.setattr(blas, "MIN_PARALLEL_BYTES", 0)
+    y3, cache3 = layer.apply(x)
+    np.testing.assert_array_equal(y3, y)
+    np.testing.assert_array_equal(layer.apply_backward(dy, cache3, rule)[0], dx)

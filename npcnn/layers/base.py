@@ -17,6 +17,7 @@ import re
 import numpy as np
 
 from .. import activations
+from ..blas import map_rows
 from ..errors import InputError, NpcnnError
 from ..initializers import initialize
 
@@ -69,6 +70,10 @@ def _shape_list(x):
     return [t.shape for t in x] if isinstance(x, (list, tuple)) else x.shape
 
 
+def _whole(fn, *arrays):
+    return fn(*arrays)
+
+
 class Layer:
     """Base class. Subclasses set ``weight_names`` (Keras order) and implement forward/backward."""
 
@@ -105,13 +110,18 @@ class Layer:
         act = self.activation
         if act.name == "linear":
             return z, (cache, None)
-        y = act.forward(z, **self.activation_params)
+        rows = map_rows if act.keeps_shape else _whole  # on every core, in blocks of rows
+        y = rows(lambda z_: act.forward(z_, **self.activation_params), z)
         return y, (cache, z if act.uses == "z" else y)
 
     def apply_backward(self, dy, cache, rule=None, need_dx=True, need_params=True):
         """Backward through the fused activation (under ``rule``), then through :meth:`backward`."""
         cache, saved = cache
-        dz = dy if saved is None else self.activation.backward(dy, saved, rule, **self.activation_params)
+        if saved is None:
+            dz = dy
+        else:  # a custom rule (a function) may look at the whole array: then no blocks
+            rows = map_rows if self.activation.keeps_shape and not callable(rule) else _whole
+            dz = rows(lambda dy_, s_: self.activation.backward(dy_, s_, rule, **self.activation_params), dy, saved)
         return self.backward(dz, cache, need_dx=need_dx, need_params=need_params)
 
     # -- to be written by each layer -------------------------------------------------------------
