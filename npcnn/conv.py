@@ -164,21 +164,22 @@ def windows(xpad, kernel, strides, dilation, out_hw):
                       writeable=False)
 
 
-def _blocks(n, rows, bytes_per_row):
-    """Split (images, output rows) into blocks whose im2col fits MEMORY_BUDGET.
+def _blocks(n, rows, bytes_per_row, budget=None, first=0):
+    """Split (images, output rows first:rows) into blocks whose im2col fits ``budget`` (MEMORY_BUDGET).
 
     Yields (n0, n1, r0, r1); a block spans several images only when it spans all their rows,
     so ``out[n0:n1, r0:r1]`` is always contiguous.
     """
-    per_image = rows * bytes_per_row
-    if per_image <= MEMORY_BUDGET:
-        step = max(1, MEMORY_BUDGET // max(per_image, 1))
+    budget = MEMORY_BUDGET if budget is None else budget
+    per_image = (rows - first) * bytes_per_row
+    if first == 0 and per_image <= budget:
+        step = max(1, budget // max(per_image, 1))
         for i in range(0, n, step):
             yield i, min(n, i + step), 0, rows
         return
-    step = max(1, MEMORY_BUDGET // max(bytes_per_row, 1))
+    step = max(1, budget // max(bytes_per_row, 1))
     for i in range(n):
-        for r in range(0, rows, step):
+        for r in range(first, rows, step):
             yield i, i + 1, r, min(rows, r + step)
 
 
@@ -303,19 +304,41 @@ def _conv2d(x, w, b, strides, pads, dilation, groups, source):
 
 
 def _im2col_conv(x, w, b, strides, pads, dilation, groups, out):
-    """The plain path: out (N, oh, ow, Cout) = im2col(x) @ w, one GEMM per block of output rows."""
+    """The plain path: out (N, oh, ow, Cout) = im2col(x) @ w, one GEMM per block of output rows.
+
+    Split into one part per core (images when there are as many, else output rows), each part run start
+    to end (its im2col copies and GEMMs, one BLAS thread each) on its own thread: one hand-off per layer,
+    and each block's GEMM reads the columns its own thread has just copied."""
+    n, oh = out.shape[:2]
+    parts = THREADS if blas.available() else 1
+    budget = MEMORY_BUDGET // parts
+    work = n * oh * out.shape[2] * w[..., 0].size * x.itemsize  # bytes of im2col columns in all
+    if n >= parts:
+        run, count = (lambda n0, n1: _im2col_rows(x[n0:n1], w, b, strides, pads, dilation, groups, out[n0:n1],
+                                                  0, budget)), n
+    else:
+        def run(r0, r1):  # image by image: a block of some rows of several images is not contiguous
+            for i in range(n):
+                _im2col_rows(x[i:i + 1], w, b, strides, pads, dilation, groups, out[i:i + 1, :r1], r0, budget)
+        count = oh
+    with blas.limited(1 if parts > 1 else blas.threads()):
+        parallel(run, count, work)
+
+
+def _im2col_rows(x, w, b, strides, pads, dilation, groups, out, first, budget):
+    """:func:`_im2col_conv` for the output rows first: of ``out``, in blocks that fit ``budget``."""
     n, _, _, cin = x.shape
     kh, kw, _, cout = w.shape
     ow = out.shape[2]
     wmat = _group_kernel(w, groups)
     k = kh * kw * cin
-    for n0, n1, r0, r1 in _blocks(n, out.shape[1], ow * k * x.itemsize):
+    for n0, n1, r0, r1 in _blocks(n, out.shape[1], ow * k * x.itemsize, budget, first):
         cols = _im2col(x[n0:n1], r0, r1, ow, (kh, kw), strides, pads, dilation)
         dest = out[n0:n1, r0:r1].reshape(-1, cout)
         if groups == 1:
-            matmul(cols, wmat[0], out=dest)
+            np.matmul(cols, wmat[0], out=dest)
         else:  # (G, M, taps*cin_g) @ (G, taps*cin_g, cout_g) -> (M, G*cout_g)
-            res = matmul(_cols_by_group(cols, groups, kh * kw), wmat)
+            res = np.matmul(_cols_by_group(cols, groups, kh * kw), wmat)
             dest[...] = res.transpose(1, 0, 2).reshape(dest.shape)
         if b is not None:
             dest += b  # while the block is still in cache

@@ -120,3 +120,19 @@ def test_activations_in_row_blocks_on_threads_change_nothing(rng, monkeypatch, n
     y3, cache3 = layer.apply(x)
     np.testing.assert_array_equal(y3, y)
     np.testing.assert_array_equal(layer.apply_backward(dy, cache3, rule)[0], dx)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])  # parts of rows (fewer images than parts), or of images
+@pytest.mark.parametrize("budget", [core.MEMORY_BUDGET, 2000])
+def test_im2col_convolution_in_parts_on_threads_matches_the_direct_loop(rng, monkeypatch, n, budget):
+    monkeypatch.setattr(core, "THREADS", 3)
+    monkeypatch.setattr(blas, "MIN_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(core, "MEMORY_BUDGET", budget)
+    monkeypatch.setattr(core, "WINOGRAD", False)
+    x = rng.standard_normal((n, 9, 8, 4))
+    w = rng.standard_normal((3, 2, 4, 5))
+    b = rng.standard_normal(5)
+    for strides in [(1, 1), (2, 1)]:
+        pads = core.resolve_padding("same", x.shape[1:3], (3, 2), strides)
+        np.testing.assert_allclose(core.conv2d(x, w, b, strides, pads),
+                                   direct_conv(x, w, strides, pads, (1, 1)) + b, rtol=1e-12, atol=1e-12)
