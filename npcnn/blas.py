@@ -143,6 +143,21 @@ SMALL_PRODUCT = 1 << 22
 """Products with fewer multiply-adds than this run on one thread: a hand-off to the pool costs ~0.1 ms."""
 
 
+CHUNK_BYTES = 8 << 20
+
+
+def parallel_chunks(fn, count, nbytes):
+    """:func:`parallel`, each part calling fn on pieces of its range worth at most CHUNK_BYTES of ``nbytes``
+    (the whole work's size): the temporaries fn makes stay small (and in cache)."""
+    step = max(1, int(count * CHUNK_BYTES // max(nbytes, 1)))
+
+    def part(i0, i1):
+        for j in range(i0, i1, step):
+            fn(j, min(i1, j + step))
+
+    parallel(part, count, nbytes)
+
+
 def matmul(a, b, out=None):
     """``a @ b`` (NumPy's matmul rules, stacks included) on every core, each part's GEMM on one BLAS thread.
 
@@ -178,8 +193,8 @@ def matmul(a, b, out=None):
 
 def map_rows(fn, *arrays):
     """``fn(*arrays)`` for same-shaped arrays of rank >= 3 and an ``fn`` that acts along the last axis
-    only (an activation), computed in blocks of rows (axis 1) on every core. Returns an array of the
-    first array's shape and dtype."""
+    only (an activation), computed in blocks of rows (axis 1, a few MB each) on every core. Returns an
+    array of the first array's shape and dtype."""
     x = arrays[0]
     if x.ndim < 3 or x.nbytes < MIN_PARALLEL_BYTES or THREADS == 1:
         return fn(*arrays)
@@ -188,5 +203,5 @@ def map_rows(fn, *arrays):
     def rows(i0, i1):
         out[:, i0:i1] = fn(*(a[:, i0:i1] for a in arrays))
 
-    parallel(rows, x.shape[1], x.nbytes)
+    parallel_chunks(rows, x.shape[1], x.nbytes)
     return out

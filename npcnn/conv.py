@@ -29,8 +29,10 @@ Backward::
                     over the kh*kw taps, each a vectorised strided add, never a scatter over pixels);
                     it copies taps*cin numbers per pixel where the flipped convolution copies taps*cout
 
-Shared machines: NumPy's OpenBLAS runs every GEMM on all cores and its threads wait for each other, so on
-an oversubscribed machine (load above the core count) OPENBLAS_NUM_THREADS=1 is often several times faster.
+Threads: every layer is split into one part per core (output rows, images, or output channels), each part
+run start to end (copies, GEMMs, transforms) on its own thread with NumPy's BLAS limited to one thread
+(:mod:`npcnn.blas`): one hand-off per layer, every core busy for the copies too, and none of OpenBLAS's
+spinning worker threads competing for the cores. OPENBLAS_NUM_THREADS=1 makes npcnn single-threaded.
 
 Transformed kernels (flipped, Winograd) are cached per kernel array and recomputed when the array's
 contents change (compared exactly with a kept copy, see :func:`_derived`).
@@ -43,11 +45,12 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import blas
-from .blas import THREADS, matmul, parallel
+from .blas import THREADS, matmul, parallel, parallel_chunks
 from .errors import InputError
 
 MEMORY_BUDGET = 32 << 20
-"""Bytes one im2col (or Winograd) block may take; output rows are processed in blocks that fit."""
+"""Bytes the im2col (or Winograd) blocks of one layer may take at once (split between the parts running
+in parallel); output rows are processed in blocks that fit."""
 
 _ONE_BLAS_THREAD = (os.cpu_count() == 1 or
                     os.environ.get("OPENBLAS_NUM_THREADS", os.environ.get("OMP_NUM_THREADS")) == "1")
@@ -622,7 +625,7 @@ def pool2d(x, pool, strides, pads, mode):
         out[:, r0:r1] = _pool_reduce(xpad[:, r0 * sh:(r1 - 1) * sh + kh], pool, strides, (r1 - r0, ow),
                                      np.maximum if mode == "max" else np.add)
 
-    parallel(rows, oh, xpad.nbytes)
+    parallel_chunks(rows, oh, xpad.nbytes)
     if mode == "avg":
         out /= window_counts(x.shape[1:3], pool, strides, pads).astype(out.dtype)
     return out
@@ -695,7 +698,10 @@ def pool2d_backward(dout, x, out, pool, strides, pads, mode, winner=None):
             _max_pool_backward(dout[:, r0:r1], xpad[:, a0:a1], out[:, r0:r1], pool, strides,
                                _taps(dxpad[:, a0:a1], pool, strides, (1, 1), (r1 - r0, ow)))
 
-        parallel(rows, oh, dxpad.nbytes, parts=None if sh >= kh else 1)  # overlapping rows would race
+        if sh >= kh:
+            parallel_chunks(rows, oh, dxpad.nbytes)
+        else:  # overlapping windows: neighbouring row blocks would add into the same dx rows
+            rows(0, oh)
     elif mode == "max":
         zero = dout.dtype.type(0)
         for (a, b), dtap in dtaps:

@@ -101,6 +101,7 @@ def test_pooling_in_row_blocks_on_threads_changes_nothing(rng, monkeypatch, pool
     dx = core.pool2d_backward(dy, x, out, pool, strides, pads, mode)
     monkeypatch.setattr(blas, "THREADS", 3)
     monkeypatch.setattr(blas, "MIN_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(blas, "CHUNK_BYTES", 500)  # several pieces per part
     np.testing.assert_array_equal(core.pool2d(x, pool, strides, pads, mode), out)
     np.testing.assert_array_equal(core.pool2d_backward(dy, x, out, pool, strides, pads, mode), dx)
 
@@ -117,6 +118,7 @@ def test_activations_in_row_blocks_on_threads_change_nothing(rng, monkeypatch, n
     dx, _ = layer.apply_backward(dy, cache, rule)
     monkeypatch.setattr(blas, "THREADS", 3)
     monkeypatch.setattr(blas, "MIN_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(blas, "CHUNK_BYTES", 500)  # several pieces per part
     y3, cache3 = layer.apply(x)
     np.testing.assert_array_equal(y3, y)
     np.testing.assert_array_equal(layer.apply_backward(dy, cache3, rule)[0], dx)
