@@ -98,10 +98,17 @@ def limited(count=1):
 
 
 # ---------------------------------------------------------------- npcnn's own threads
-THREADS = min(os.cpu_count() or 1, 4, threads() if available() else os.cpu_count() or 1)
-"""Threads npcnn splits its work over: one per core (at most 4), fewer if the BLAS was told to use fewer
-(OPENBLAS_NUM_THREADS=1 means one). NumPy releases the GIL inside GEMMs, copies and ufunc loops, so
-plain Python threads run those parts in parallel."""
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may run on (containers, taskset)
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+THREADS = min(_cores(), threads() if available() else _cores())
+"""Threads npcnn splits its work over: one per core this process may use, fewer if the BLAS was told to
+use fewer (OPENBLAS_NUM_THREADS=1 means one). NumPy releases the GIL inside GEMMs, copies and ufunc
+loops, so plain Python threads run those parts in parallel."""
 
 MIN_PARALLEL_BYTES = 1 << 20
 """Memory-bound work (copies, elementwise maps) smaller than this runs inline: a hand-off costs ~0.1 ms."""
@@ -112,12 +119,18 @@ if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's t
     os.register_at_fork(after_in_child=_executor.clear)
 
 
+def _parts(size, unit):
+    """How many parts work of ``size`` is worth: one per ``unit`` of it, at most THREADS."""
+    return THREADS if unit <= 0 else max(1, min(THREADS, size // unit))
+
+
 def parallel(fn, count, nbytes=0, parts=None):
-    """fn(i0, i1) over [0, count) split into ``parts`` (default THREADS) contiguous parts run in parallel;
-    inline when the work (``nbytes`` written) is too small to pay for a thread hand-off, or when called
-    from within a part (each core already has its part). Parts must write disjoint slices."""
+    """fn(i0, i1) over [0, count) split into ``parts`` contiguous parts run in parallel (default: one per
+    MIN_PARALLEL_BYTES of the work, ``nbytes`` written, at most THREADS); inline when the work is too
+    small to pay for a thread hand-off, or when called from within a part (each core already has its
+    part). Parts must write disjoint slices."""
     if parts is None:
-        parts = THREADS if nbytes >= MIN_PARALLEL_BYTES else 1
+        parts = _parts(nbytes, MIN_PARALLEL_BYTES)
     parts = min(parts, count)
     if parts <= 1 or getattr(_part, "running", False):
         fn(0, count)
@@ -140,7 +153,8 @@ def parallel(fn, count, nbytes=0, parts=None):
 
 
 SMALL_PRODUCT = 1 << 22
-"""Products with fewer multiply-adds than this run on one thread: a hand-off to the pool costs ~0.1 ms."""
+"""Multiply-adds worth a thread of their own (a product is split in one part per SMALL_PRODUCT of it, at
+most THREADS): a hand-off to the pool costs ~0.1 ms."""
 
 
 CHUNK_BYTES = 8 << 20
@@ -175,19 +189,20 @@ def matmul(a, b, out=None):
         out = np.empty(shape, np.result_type(a.dtype, b.dtype))
     stack = int(np.prod(out.shape[:-2]))
     with limited(1):
-        if stack * m * k * n < SMALL_PRODUCT or THREADS == 1:
+        parts = _parts(stack * m * k * n, SMALL_PRODUCT)
+        if parts == 1:
             np.matmul(a, b, out=out)
-        elif m >= 8 * THREADS:
-            parallel(lambda i0, i1: np.matmul(a[..., i0:i1, :], b, out=out[..., i0:i1, :]), m, parts=THREADS)
+        elif m >= 8 * parts:
+            parallel(lambda i0, i1: np.matmul(a[..., i0:i1, :], b, out=out[..., i0:i1, :]), m, parts=parts)
         elif k > n and a.ndim == b.ndim == 2:  # a few long rows (Dense at batch 1): split the sum over k
-            partial = [out] + [np.empty_like(out) for _ in range(THREADS - 1)]
-            parallel(lambda p0, p1: np.matmul(a[:, k * p0 // THREADS:k * p1 // THREADS],
-                                              b[k * p0 // THREADS:k * p1 // THREADS], out=partial[p0]),
-                     THREADS, parts=THREADS)
+            partial = [out] + [np.empty_like(out) for _ in range(parts - 1)]
+            parallel(lambda p0, p1: np.matmul(a[:, k * p0 // parts:k * p1 // parts],
+                                              b[k * p0 // parts:k * p1 // parts], out=partial[p0]),
+                     parts, parts=parts)
             for extra in partial[1:]:
                 out += extra
         else:
-            parallel(lambda j0, j1: np.matmul(a, b[..., j0:j1], out=out[..., j0:j1]), n, parts=THREADS)
+            parallel(lambda j0, j1: np.matmul(a, b[..., j0:j1], out=out[..., j0:j1]), n, parts=parts)
     return out
 
 
