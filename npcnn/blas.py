@@ -206,14 +206,18 @@ def matmul(a, b, out=None):
     return out
 
 
-def map_rows(fn, *arrays):
+def map_rows(fn, *arrays, out=None):
     """``fn(*arrays)`` for same-shaped arrays of rank >= 3 and an ``fn`` that acts along the last axis
-    only (an activation), computed in blocks of rows (axis 1, a few MB each) on every core. Returns an
-    array of the first array's shape and dtype."""
+    only (an activation), computed in blocks of rows (axis 1, a few MB each) on every core. Returns ``out``
+    (may be one of the arrays: each block is read before it is written), by default a new array of the
+    first array's shape and dtype."""
     x = arrays[0]
     if x.ndim < 3 or x.nbytes < MIN_PARALLEL_BYTES or THREADS == 1:
-        return fn(*arrays)
-    out = np.empty_like(x)
+        if out is None:
+            return fn(*arrays)
+        out[...] = fn(*arrays)
+        return out
+    out = np.empty_like(x) if out is None else out
 
     def rows(i0, i1):
         out[:, i0:i1] = fn(*(a[:, i0:i1] for a in arrays))

@@ -227,7 +227,8 @@ class Model(Layer):
         last = len(self._steps) if upto is None else upto + 1
         for i, step in enumerate(self._steps[:last]):
             args = [values[t] for t in step.inputs]
-            out, cache = run_layer(step.layer, args if step.layer.multi_input else args[0], training, step.key)
+            out, cache = run_layer(step.layer, args if step.layer.multi_input else args[0], training, step.key,
+                                   keep_cache=need_caches)
             values[step.output] = out
             if need_caches:
                 caches[i] = cache if compact is None else compact(step.layer, cache)

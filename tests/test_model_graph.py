@@ -390,3 +390,24 @@ def test_gradient_edge_cases(rng):
     twice = npcnn.Model(x, [out, out]).astype("float64")
     assert rel_error(twice.input_gradient(xv), 2 * g) < 1e-12
     assert rel_error(npcnn.Model(x, x).astype("float64").input_gradient(xv, cotangent=3 * xv), 3 * xv) == 0.0
+
+
+def test_predict_applies_activations_in_place_only_on_fresh_outputs(rng, monkeypatch):
+    """predict lets an activation overwrite its layer's own fresh output; never the model's input or a
+    tensor another layer still reads (an Activation layer's forward returns its input itself)."""
+    from npcnn import blas
+    monkeypatch.setattr(blas, "MIN_PARALLEL_BYTES", 0)  # the threaded, in-place path even for small arrays
+    x_in = npcnn.Input((6, 5, 3))
+    a = L.Activation("relu")(x_in)                      # shares memory with the input
+    t = L.Conv2D(4, 3, padding="same", name="conv")(a)  # linear: its output is read twice below
+    r = L.Activation("tanh")(t)
+    out = L.Add()([t, L.Conv2D(4, 1, activation="sigmoid")(r)])
+    model = npcnn.Model(x_in, out)
+    model.astype("float64")
+    x = rng.standard_normal((2, 6, 5, 3))
+    kept = x.copy()
+    got = model.predict(x)
+    np.testing.assert_array_equal(x, kept)
+    np.testing.assert_allclose(got, model.trace(x).outputs[0], rtol=1e-14, atol=1e-15)
+    acts = model.activations(x)
+    np.testing.assert_allclose(acts["conv"], model.trace(x)["conv"], rtol=1e-14)

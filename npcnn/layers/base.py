@@ -104,15 +104,21 @@ class Layer:
         self.activation = activations.get(activation)
         self.activation_params = params
 
-    def apply(self, x, training=False):
-        """forward, then the fused activation: (y, cache)."""
+    def apply(self, x, training=False, keep_cache=True):
+        """forward, then the fused activation: (y, cache). keep_cache=False (inference, no gradient to
+        follow): the cache is None and the activation overwrites the forward's own fresh output."""
         z, cache = self.forward(x, training)
         act = self.activation
         if act.name == "linear":
-            return z, (cache, None)
-        rows = map_rows if act.keeps_shape else _whole  # on every core, in blocks of rows
-        y = rows(lambda z_: act.forward(z_, **self.activation_params), z)
-        return y, (cache, z if act.uses == "z" else y)
+            return z, ((cache, None) if keep_cache else None)
+        fn = lambda z_: act.forward(z_, **self.activation_params)  # noqa: E731
+        if not act.keeps_shape:
+            y = fn(z)
+        elif keep_cache or any(np.may_share_memory(z, a) for a in (x if self.multi_input else [x])):
+            y = map_rows(fn, z)  # on every core, in blocks of rows
+        else:
+            y = map_rows(fn, z, out=z)
+        return y, ((cache, z if act.uses == "z" else y) if keep_cache else None)
 
     def apply_backward(self, dy, cache, rule=None, need_dx=True, need_params=True):
         """Backward through the fused activation (under ``rule``), then through :meth:`backward`."""
@@ -212,14 +218,14 @@ class Layer:
         return f"<{type(self).__name__} {self.name!r}>"
 
 
-def run_layer(layer, x, training=False, key=None):
+def run_layer(layer, x, training=False, key=None, keep_cache=True):
     """``layer.apply(x)``, with any failure raised as npcnn's own error naming the layer and input shapes.
 
     key: the layer's name in a model ("inner/conv"); x: an array, or a list for merge layers.
     """
     key = layer.name if key is None else key
     try:
-        return layer.apply(x, training)
+        return layer.apply(x, training, keep_cache)
     except NpcnnError as e:
         if repr(layer.name) in str(e) or repr(key) in str(e):
             raise
