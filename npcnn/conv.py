@@ -427,12 +427,13 @@ def _winograd_rows(x, u, b, pads, out, first, last, budget):
         t1 = min(last, t0 + step)
         tb = t1 - t0
         xb = _padded_rows(x, pt, pl, 2 * t0, 2 * t1 + 2, 2 * tw + 2)  # (n, 2tb+2, 2tw+2, c)
-        # V = B^T d B: along rows, then along columns
-        rows = _workspace("wino_rows", (4, n, tb, 2 * tw + 2, c), x.dtype)
-        _winograd_bt([xb[:, k:k + 2 * tb:2] for k in range(4)], rows)
+        # V = B^T d B: along columns first (the ops whose taps are strided views, c numbers at a time, run
+        # over half as many numbers this way round), then along rows (contiguous rows of tiles)
+        cols = _workspace("wino_rows", (4, n, 2 * tb + 2, tw, c), x.dtype)
+        _winograd_bt([xb[:, :, k:k + 2 * tw:2] for k in range(4)], cols)
         v = _workspace("wino_v", (4, 4, n, tb, tw, c), x.dtype)
-        for i in range(4):
-            _winograd_bt([rows[i][:, :, k:k + 2 * tw:2] for k in range(4)], v[i])
+        for j in range(4):
+            _winograd_bt([cols[j][:, k:k + 2 * tb:2] for k in range(4)], v[:, j])
         m = _workspace("wino_m", (16, n * tb * tw, co), x.dtype)
         np.matmul(v.reshape(16, -1, c), u, out=m)  # the 16 GEMMs (tiles, cin) @ (cin, cout)
         # Y = A^T M A, written straight into out when the block's tiles lie inside it
