@@ -17,9 +17,8 @@ import ctypes
 import glob
 import os
 import threading
-from contextlib import contextmanager
-
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -152,12 +151,8 @@ def parallel(fn, count, nbytes=0, parts=None):
         f.result()
 
 
-SMALL_PRODUCT = 1 << 22
-"""Multiply-adds worth a thread of their own (a product is split in one part per SMALL_PRODUCT of it, at
-most THREADS): a hand-off to the pool costs ~0.1 ms."""
-
-
 CHUNK_BYTES = 8 << 20
+"""The most a part of :func:`parallel_chunks` hands its function at once."""
 
 
 def parallel_chunks(fn, count, nbytes):
@@ -172,14 +167,19 @@ def parallel_chunks(fn, count, nbytes):
     parallel(part, count, nbytes)
 
 
+SMALL_PRODUCT = 1 << 22
+"""Multiply-adds worth a thread of their own (a product is split in one part per SMALL_PRODUCT of it, at
+most THREADS): a hand-off to the pool costs ~0.1 ms."""
+
+
 def matmul(a, b, out=None):
     """``a @ b`` (NumPy's matmul rules, stacks included) on every core, each part's GEMM on one BLAS thread.
 
     a: (..., M, K), b: (..., K, N) -> (..., M, N). Split over the rows M; with only a few rows (a Dense
     layer at batch 1), over K when K > N (partial products summed: each thread then reads one contiguous
     block of b, 2.4x faster than splitting N for a (1, 20736) @ (20736, 512)), else over the columns N.
-    Small products run inline. Where the BLAS's
-    threads cannot be limited, this is plain ``np.matmul`` (the BLAS threads it itself).
+    Small products run inline. Where the BLAS's threads cannot be limited, this is plain ``np.matmul``
+    (the BLAS threads it itself).
     """
     if not available():
         return np.matmul(a, b, out=out)
