@@ -316,11 +316,12 @@ def _im2col_conv(x, w, b, strides, pads, dilation, groups, out):
     parts = THREADS if blas.available() else 1
     budget = MEMORY_BUDGET // parts
     work = n * oh * out.shape[2] * w[..., 0].size * x.itemsize  # bytes of im2col columns in all
-    if n >= parts:
-        run, count = (lambda n0, n1: _im2col_rows(x[n0:n1], w, b, strides, pads, dilation, groups, out[n0:n1],
-                                                  0, budget)), n
-    else:
-        def run(r0, r1):  # image by image: a block of some rows of several images is not contiguous
+    if n >= parts:  # whole images per part
+        def run(n0, n1):
+            _im2col_rows(x[n0:n1], w, b, strides, pads, dilation, groups, out[n0:n1], 0, budget)
+        count = n
+    else:  # output rows per part, image by image (some rows of several images are not one block)
+        def run(r0, r1):
             for i in range(n):
                 _im2col_rows(x[i:i + 1], w, b, strides, pads, dilation, groups, out[i:i + 1, :r1], r0, budget)
         count = oh
