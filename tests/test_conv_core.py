@@ -85,7 +85,8 @@ def test_conv2d_matches_direct_loop(rng, kernel, strides, dilation, groups, padd
 
 
 @pytest.mark.parametrize("kernel,strides,dilation,groups,padding", GEOMETRIES)
-@pytest.mark.parametrize("cin,cout", [(4, 6), (6, 4)])  # dx by col2im (cin < cout) or by the flipped kernel
+# dx by col2im on channel planes (cin <= 3 < cout), tap-major col2im (3 < cin < cout), or the flipped kernel
+@pytest.mark.parametrize("cin,cout", [(2, 6), (6, 8), (6, 4)])
 def test_conv_backward_adjoint_identities(rng, kernel, strides, dilation, groups, padding, cin, cout):
     x, w, pads = _case(rng, kernel, strides, dilation, groups, padding, cin=cin, cout=cout)
     y = core.conv2d(x, w, None, strides, pads, dilation, groups)
