@@ -84,6 +84,24 @@ def test_conv2d_matches_direct_loop(rng, kernel, strides, dilation, groups, padd
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("kernel,strides,dilation,groups,padding", [g for g in GEOMETRIES if g[3] == 1])
+@pytest.mark.parametrize("cin", [1, 3])
+def test_image_channels_as_planes_match_the_direct_loop(rng, kernel, strides, dilation, groups, padding, cin):
+    """Inputs of 1-3 channels take the channel-plane im2col and col2im: forward, dx and dw as defined."""
+    x, w, pads = _case(rng, kernel, strides, dilation, groups, padding, n=3, cin=cin, cout=5)
+    y = core.conv2d(x, w, None, strides, pads, dilation)
+    np.testing.assert_allclose(y, direct_conv(x, w, strides, pads, dilation), rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    dx = core.conv2d_input_grad(dy, w, x.shape, strides, pads, dilation)
+    dw = core.conv2d_weight_grad(x, dy, w.shape, strides, pads, dilation)
+    np.testing.assert_allclose(np.vdot(x, dx), np.vdot(y, dy), rtol=1e-11)
+    np.testing.assert_allclose(np.vdot(w, dw), np.vdot(y, dy), rtol=1e-11)
+    e = np.zeros_like(x)
+    e.flat[11] = 1.0
+    np.testing.assert_allclose(dx.flat[11], np.vdot(direct_conv(e, w, strides, pads, dilation), dy), rtol=1e-11,
+                               atol=1e-12)
+
+
 @pytest.mark.parametrize("kernel,strides,dilation,groups,padding", GEOMETRIES)
 # dx by col2im on channel planes (cin <= 3 < cout), tap-major col2im (3 < cin < cout), or the flipped kernel
 @pytest.mark.parametrize("cin,cout", [(2, 6), (6, 8), (6, 4)])
