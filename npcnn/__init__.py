@@ -1,10 +1,12 @@
 """npcnn: a from-scratch, pure-NumPy CNN engine that opens Keras model files and shows what CNNs see."""
-from . import layers
+from . import heap, layers
 from .errors import FormatError, InputError, NpcnnError, UnsafeModelError, UnsupportedError
 from .initializers import set_seed
 from .model import Input, Model, Sequential, Trace
 
 __version__ = "0.1.0"
+
+heap.keep_freed_memory()
 
 
 def load_model(path, config=None):
