@@ -37,6 +37,8 @@ batch 128, 3 alternating rounds (``--rounds 3``), medians:
     median npcnn 15.0 s, TF 8.4 s (2nd epoch) -> 1.78x; against TF's 1st epoch (9.5 s) 1.57x
 
 (one earlier single round of the same code: 18.6 s vs 9.3 s, 2.01x: the machine's noise is +-10 %).
+Again at the end of the session (channel-plane im2col, glibc heap setting): npcnn 13.5 / 14.4 / 14.1 s,
+TF 8.3, 11.2 / 8.1, 6.5 / 8.9, 8.0 s -> medians 14.1 s vs 8.0 s: 1.76x (1.70x vs TF's 1st epoch).
 The training script, rerun with the split batches (18 epochs, seed 0), reached 92.09 % test accuracy.
 
 Where npcnn's time goes now (cProfile of train_step, batch 128): max-pool backward ~20 %, conv input
