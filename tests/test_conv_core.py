@@ -293,12 +293,9 @@ def _small_cnn():
     return model
 
 
-def _cache_bytes_of(obj):
-    if isinstance(obj, np.ndarray):
-        return obj.nbytes
-    if isinstance(obj, (tuple, list)):
-        return sum(_cache_bytes_of(o) for o in obj)
-    return 0
+def _cache_bytes_of(cache):
+    from npcnn.model import _nbytes
+    return _nbytes(cache)
 
 
 def _cache_bytes(trace):
