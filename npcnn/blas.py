@@ -28,11 +28,22 @@ _lock = threading.Lock()
 _depth = [0, None]  # open limited() blocks, and the thread count to restore when the last one closes
 
 
+def _numpy_blas_name():
+    """The BLAS NumPy was built with, as its build configuration names it ("" when it cannot say)."""
+    try:
+        return str(np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]).lower()
+    except Exception:  # older NumPy: no mode="dicts"
+        return ""
+
+
 def _candidate_paths():
-    """Files that may be the OpenBLAS NumPy uses: its bundled copy first, then anything loaded."""
+    """Files that may be the OpenBLAS NumPy uses: its bundled copy first, then (only when NumPy says it
+    was built on OpenBLAS, so another package's copy is not mistaken for it) any OpenBLAS loaded."""
     root = os.path.dirname(np.__file__)
     for folder in (os.path.join(root, os.pardir, "numpy.libs"), os.path.join(root, ".dylibs"), root):
         yield from sorted(glob.glob(os.path.join(folder, "*openblas*")))
+    if "openblas" not in _numpy_blas_name():
+        return
     try:
         with open("/proc/self/maps") as maps:
             yield from sorted({line.split()[-1] for line in maps if "openblas" in line.lower()})
