@@ -341,7 +341,7 @@ def _im2col_conv(x, w, b, strides, pads, dilation, groups, out):
                 _im2col_rows(x[i:i + 1], w, b, strides, pads, dilation, groups, out[i:i + 1, :r1], r0, budget)
         count = oh
     with blas.limited(1 if parts > 1 else blas.threads()):
-        parallel(run, count, work)
+        parallel(run, count, work, parts=None if parts > 1 else 1)  # one part: the BLAS threads itself
 
 
 def _im2col_rows(x, w, b, strides, pads, dilation, groups, out, first, budget):

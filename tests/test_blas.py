@@ -138,3 +138,19 @@ def test_im2col_convolution_in_parts_on_threads_matches_the_direct_loop(rng, mon
         pads = core.resolve_padding("same", x.shape[1:3], (3, 2), strides)
         np.testing.assert_allclose(core.conv2d(x, w, b, strides, pads),
                                    direct_conv(x, w, strides, pads, (1, 1)) + b, rtol=1e-12, atol=1e-12)
+
+
+def test_without_a_controllable_blas_everything_falls_back_to_numpy(rng, monkeypatch):
+    """NumPy on Accelerate or MKL: no OpenBLAS to limit, so no GEMM is split and Winograd stays off by
+    default (its 16 small GEMMs would each pay the BLAS's own thread barrier); results are unchanged."""
+    monkeypatch.setattr(blas, "_functions", None)
+    assert not blas.available() and blas.threads() == 1
+    a, b = rng.standard_normal((40, 30)), rng.standard_normal((30, 20))
+    np.testing.assert_allclose(blas.matmul(a, b), a @ b, rtol=1e-13)
+    with blas.limited(1):  # a no-op
+        pass
+    assert not core.winograd_pays(128, 128, 56 * 56) or core._ONE_BLAS_THREAD
+    x, w = rng.standard_normal((1, 30, 30, 64)), rng.standard_normal((3, 3, 64, 64))
+    pads = ((1, 1), (1, 1))
+    np.testing.assert_allclose(core.conv2d(x, w, None, (1, 1), pads),
+                               direct_conv(x, w, (1, 1), pads, (1, 1)), rtol=1e-10, atol=1e-10)
