@@ -213,6 +213,7 @@ def test_same_seed_gives_identical_weights(subset, monkeypatch, threads):
     assert not all(np.array_equal(u, v) for u, v in zip(a, c))
 
 
+@pytest.mark.skipif(not npcnn.blas.available(), reason="batches are split only where the BLAS can be limited")
 def test_a_batch_split_over_cores_takes_the_whole_batch_step(subset, monkeypatch):
     """train_step runs parts of a batch on separate threads and sums their gradients: the step equals the
     whole batch's (float64, no randomness), loss and predictions included."""
@@ -237,6 +238,7 @@ def test_a_batch_split_over_cores_takes_the_whole_batch_step(subset, monkeypatch
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-14)
 
 
+@pytest.mark.skipif(not npcnn.blas.available(), reason="batches are split only where the BLAS can be limited")
 def test_batch_statistics_keep_a_batch_whole(monkeypatch):
     from npcnn import blas
     fit_module = importlib.import_module("npcnn.train.fit")  # (npcnn.train.fit is also the function)
