@@ -452,19 +452,24 @@ def _winograd_rows(x, u, b, pads, out, first, last, budget):
             _winograd_bt([cols[j][:, k:k + 2 * tb:2] for k in range(4)], v[:, j])
         m = _workspace("wino_m", (16, n * tb * tw, co), x.dtype)
         np.matmul(v.reshape(16, -1, c), u, out=m)  # the 16 GEMMs (tiles, cin) @ (cin, cout)
-        # Y = A^T M A, written straight into out when the block's tiles lie inside it
+        # Y = A^T M A on contiguous tiles (2, 2, n, tb, tw, co), then one pass puts them in place in out
+        # (with the bias added on the way): the strided writes happen once, not in every op
         half = _workspace("wino_half", (2, 4, n, tb, tw, co), x.dtype)
         _winograd_at(m.reshape(4, 4, n, tb, tw, co), half)
-        rows_out = min(2 * t1, oh) - 2 * t0
-        exact = rows_out == 2 * tb and ow == 2 * tw
-        y = out[:, 2 * t0:2 * t1].reshape(n, tb, 2, tw, 2, co) if exact else \
-            _workspace("wino_y", (n, tb, 2, tw, 2, co), x.dtype)
+        tiles = _workspace("wino_y", (2, 2, n, tb, tw, co), x.dtype)
         for i in range(2):
-            _winograd_at(half[i], [y[:, :, i, :, 0], y[:, :, i, :, 1]])
-        if not exact:
-            out[:, 2 * t0:2 * t0 + rows_out] = y.reshape(n, 2 * tb, 2 * tw, co)[:, :rows_out, :ow]
-        if b is not None:
-            out[:, 2 * t0:2 * t0 + rows_out] += b
+            _winograd_at(half[i], tiles[i])
+        rows_out = min(2 * t1, oh) - 2 * t0
+        placed = tiles.transpose(2, 3, 0, 4, 1, 5)  # (n, tb, 2, tw, 2, co): the tiles where they go
+        if rows_out == 2 * tb and ow == 2 * tw:
+            dest = out[:, 2 * t0:2 * t1].reshape(n, tb, 2, tw, 2, co)
+        else:  # the last tile row or column hangs over the edge of out: cut it (through a copy)
+            placed = placed.reshape(n, 2 * tb, 2 * tw, co)[:, :rows_out, :ow]
+            dest = out[:, 2 * t0:2 * t0 + rows_out]
+        if b is None:
+            np.copyto(dest, placed)
+        else:
+            np.add(placed, b, out=dest)
 
 
 # ---------------------------------------------------------------- convolution backward
