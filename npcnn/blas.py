@@ -129,6 +129,12 @@ if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's t
     os.register_at_fork(after_in_child=_executor.clear)
 
 
+def gemm_parts():
+    """How many parts to split work that calls the BLAS into: THREADS, each part's GEMMs then on one BLAS
+    thread (under :func:`limited`), or 1 where the BLAS's threads cannot be limited (it threads itself)."""
+    return THREADS if available() else 1
+
+
 def _parts(size, unit):
     """How many parts work of ``size`` is worth: one per ``unit`` of it, at most THREADS."""
     return THREADS if unit <= 0 else max(1, min(THREADS, size // unit))

@@ -46,7 +46,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import blas
-from .blas import THREADS, matmul, parallel, parallel_chunks
+from .blas import matmul, parallel, parallel_chunks
 from .errors import InputError
 
 MEMORY_BUDGET = 32 << 20
@@ -328,7 +328,7 @@ def _im2col_conv(x, w, b, strides, pads, dilation, groups, out):
     to end (its im2col copies and GEMMs, one BLAS thread each) on its own thread: one hand-off per layer,
     and each block's GEMM reads the columns its own thread has just copied."""
     n, oh = out.shape[:2]
-    parts = THREADS if blas.available() else 1
+    parts = blas.gemm_parts()
     budget = MEMORY_BUDGET // parts
     work = n * oh * out.shape[2] * w[..., 0].size * x.itemsize  # bytes of im2col columns in all
     if n >= parts:  # whole images per part
@@ -340,8 +340,8 @@ def _im2col_conv(x, w, b, strides, pads, dilation, groups, out):
             for i in range(n):
                 _im2col_rows(x[i:i + 1], w, b, strides, pads, dilation, groups, out[i:i + 1, :r1], r0, budget)
         count = oh
-    with blas.limited(1 if parts > 1 else blas.threads()):
-        parallel(run, count, work, parts=None if parts > 1 else 1)  # one part: the BLAS threads itself
+    with blas.limited(1):
+        parallel(run, count, work, parts=None if parts > 1 else 1)
 
 
 def _im2col_rows(x, w, b, strides, pads, dilation, groups, out, first, budget):
@@ -416,15 +416,15 @@ def _winograd_conv(x, u, b, pads, out):
 
     x: (N, H, W, Cin); u: (16, Cin, Cout) from :func:`winograd_kernel`; out: (N, oh, ow, Cout), filled.
     The tile rows (or, when there are few tiles, the output channels) are split into one part per core
-    (THREADS), each part run start to end (transforms and GEMMs) on its own thread with the BLAS limited to
+    (npcnn.blas.gemm_parts), each part run start to end (transforms and GEMMs) on its own thread with the BLAS limited to
     one thread per call: 16 small GEMMs per block on a multi-threaded BLAS would each wait at its thread
     barrier, and the transforms would run on one core.
     """
     n, oh, ow, co = out.shape
     tile_rows = -(-oh // 2)
-    parts = THREADS if blas.available() else 1
+    parts = blas.gemm_parts()
     budget = MEMORY_BUDGET // parts
-    with blas.limited(1 if parts > 1 else blas.threads()):
+    with blas.limited(1):
         if tile_rows >= 2 * parts and n * tile_rows * -(-ow // 2) >= 64 * parts:
             parallel(lambda t0, t1: _winograd_rows(x, u, b, pads, out, t0, t1, budget), tile_rows, parts=parts)
         else:  # few tiles: split the output channels instead (each part transforms the whole input)

@@ -74,7 +74,7 @@ def test_parallel_covers_every_index_once_and_runs_nested_calls_inline(monkeypat
 @pytest.mark.parametrize("hw", [(31, 29), (13, 9)])  # parts of tile rows, or (few tiles) of output channels
 def test_winograd_split_over_threads_matches_plain_im2col(rng, monkeypatch, budget, hw):
     """Winograd runs in parts on separate threads (here three, blocks within them small)."""
-    monkeypatch.setattr(core, "THREADS", 3)
+    monkeypatch.setattr(blas, "THREADS", 3)
     monkeypatch.setattr(core, "MEMORY_BUDGET", budget)
     x = rng.standard_normal((2, *hw, 5))
     w = rng.standard_normal((3, 3, 5, 4))
@@ -127,7 +127,7 @@ def test_activations_in_row_blocks_on_threads_change_nothing(rng, monkeypatch, n
 @pytest.mark.parametrize("n", [1, 2, 5])  # parts of rows (fewer images than parts), or of images
 @pytest.mark.parametrize("budget", [core.MEMORY_BUDGET, 2000])
 def test_im2col_convolution_in_parts_on_threads_matches_the_direct_loop(rng, monkeypatch, n, budget):
-    monkeypatch.setattr(core, "THREADS", 3)
+    monkeypatch.setattr(blas, "THREADS", 3)
     monkeypatch.setattr(blas, "MIN_PARALLEL_BYTES", 0)
     monkeypatch.setattr(core, "MEMORY_BUDGET", budget)
     monkeypatch.setattr(core, "WINOGRAD", False)

@@ -150,11 +150,11 @@ MIN_SHARD = 16
 def shards(model, batch):
     """How :func:`train_step` splits a batch of ``batch`` samples over the cores: [(start, stop), ...].
 
-    One part per core (npcnn.blas.THREADS), each at least MIN_SHARD samples, unless a layer couples the
-    samples of a batch in training (BatchNormalization's batch statistics) or the BLAS's own threads cannot
-    be limited (npcnn.blas.available()): then the batch stays whole.
+    One part per core (npcnn.blas.gemm_parts: none where the BLAS's own threads cannot be limited), each at
+    least MIN_SHARD samples, unless a layer couples the samples of a batch in training (BatchNormalization's
+    batch statistics): then the batch stays whole.
     """
-    parts = min(blas.THREADS, batch // MIN_SHARD) if blas.available() else 1  # else the BLAS threads itself
+    parts = min(blas.gemm_parts(), batch // MIN_SHARD)
     if parts <= 1 or any(step.layer.couples_batch for step in model._steps):
         return [(0, batch)]
     return [(batch * k // parts, batch * (k + 1) // parts) for k in range(parts)]
