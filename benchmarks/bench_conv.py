@@ -314,7 +314,8 @@ def section_layers(args, lines):
         med = timed({"npcnn": lambda: core.conv2d(x, w, None, (1, 1), pads), "plain": plain,
                      "sgemm": lambda: np.matmul(a, b, out=c)}, args.repeats, pause=0.25)
         flop = 2 * s * s * 9 * cin * cout
-        path = "Winograd F(2×2,3×3)" if core.use_winograd(w.shape, (1, 1), (1, 1), 1, s * s) else "im2col + GEMM"
+        tile = core.use_winograd(w.shape, (1, 1), (1, 1), 1, s * s)
+        path = f"Winograd F({tile}×{tile},3×3)" if tile else "im2col + GEMM"
         gf = {k: flop / v / 1e9 for k, v in med.items()}
         tot.update({k: v for k, v in med.items()})
         out.append(f"| {s}×{s}×{cin}→{cout} | {path} | {med['npcnn'] * 1e3:.2f} | {gf['npcnn']:.0f} | {gf['plain']:.0f} | "
@@ -337,9 +338,9 @@ def section_profile(args, lines):
         layer = step.layer
         kind = type(layer).__name__
         if kind == "Conv2D":
-            kind += " (Winograd)" if core.use_winograd(layer.params["kernel"].shape, layer.strides,
-                                                       layer.dilation_rate, layer.groups,
-                                                       h.shape[0] * h.shape[1] * h.shape[2]) else " (im2col)"
+            tile = core.use_winograd(layer.params["kernel"].shape, layer.strides, layer.dilation_rate, layer.groups,
+                                     h.shape[0] * h.shape[1] * h.shape[2])
+            kind += f" (Winograd F({tile}×{tile}))" if tile else " (im2col)"
         out, cache = layer.apply(h)
         dy = np.ones_like(out)
         med = timed({"f": lambda: layer.apply(h), "b": lambda: layer.apply_backward(dy, cache, need_params=False)},

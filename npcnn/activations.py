@@ -211,6 +211,22 @@ class Activation:
             name, forward, backward, uses, relu_like)
         self.keeps_shape = keeps_shape
 
+    def saves(self, **params):
+        """Which array the backward reads with these parameters: "z" or "y". A ReLU's derivative is the
+        same function of y as of z when y > 0 exactly where z > 0 (threshold 0, no max_value, slope >= 0),
+        so it keeps y: the layer then needs one array, not two."""
+        if (self.name in ("relu", "leaky_relu") and params.get("threshold", 0) == 0
+                and params.get("max_value") is None and params.get("negative_slope", 0) >= 0):
+            return "y"
+        return self.uses
+
+    def forward_into(self, z, **params):
+        """z <- forward(z) in place (z: a finished block of a layer's own fresh output, still in cache)."""
+        if self.name == "relu" and not params:
+            np.maximum(z, 0, out=z)
+        else:
+            z[...] = self.forward(z, **params)
+
     def backward(self, dy, saved, rule=None, **params):
         if rule is None or not self.relu_like:
             return self._backward(dy, saved, **params)

@@ -70,9 +70,10 @@ def test_parallel_covers_every_index_once_and_runs_nested_calls_inline(monkeypat
     assert len(names) >= 2  # the caller ran one part, pool threads the others
 
 
+@pytest.mark.parametrize("tile", [2, 4])
 @pytest.mark.parametrize("budget", [core.MEMORY_BUDGET, 3000])
 @pytest.mark.parametrize("hw", [(31, 29), (13, 9)])  # parts of tile rows, or (few tiles) of output channels
-def test_winograd_split_over_threads_matches_plain_im2col(rng, monkeypatch, budget, hw):
+def test_winograd_split_over_threads_matches_plain_im2col(rng, monkeypatch, budget, hw, tile):
     """Winograd runs in parts on separate threads (here three, blocks within them small)."""
     monkeypatch.setattr(blas, "THREADS", 3)
     monkeypatch.setattr(core, "MEMORY_BUDGET", budget)
@@ -80,7 +81,7 @@ def test_winograd_split_over_threads_matches_plain_im2col(rng, monkeypatch, budg
     w = rng.standard_normal((3, 3, 5, 4))
     b = rng.standard_normal(4)
     pads = ((1, 1), (1, 1))
-    monkeypatch.setattr(core, "WINOGRAD", True)
+    monkeypatch.setattr(core, "WINOGRAD", tile)
     fast = core.conv2d(x, w, b, (1, 1), pads)
     np.testing.assert_allclose(fast, direct_conv(x, w, (1, 1), pads, (1, 1)) + b, rtol=1e-12, atol=1e-12)
     dy = rng.standard_normal(fast.shape)

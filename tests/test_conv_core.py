@@ -122,13 +122,14 @@ def test_conv_backward_adjoint_identities(rng, kernel, strides, dilation, groups
                                rtol=1e-11, atol=1e-12)
 
 
+@pytest.mark.parametrize("tile", [2, 4])
 @pytest.mark.parametrize("hw,padding,n", [((8, 8), "same", 1), ((7, 9), "same", 2), ((9, 6), "valid", 3),
-                                          ((5, 5), "valid", 1), ((3, 3), "same", 2)])
-def test_winograd_matches_plain_im2col(rng, plain, monkeypatch, hw, padding, n):
-    monkeypatch.setattr(core, "WINOGRAD", True)
+                                          ((5, 5), "valid", 1), ((3, 3), "same", 2), ((13, 11), "same", 1)])
+def test_winograd_matches_plain_im2col(rng, plain, monkeypatch, hw, padding, n, tile):
+    monkeypatch.setattr(core, "WINOGRAD", tile)
     x, w, pads = _case(rng, (3, 3), (1, 1), (1, 1), 1, padding, n=n, hw=hw, cin=5, cout=7)
     b = rng.standard_normal(7)
-    assert core.use_winograd(w.shape, (1, 1), (1, 1), 1, n * hw[0] * hw[1])
+    assert core.use_winograd(w.shape, (1, 1), (1, 1), 1, n * hw[0] * hw[1]) == tile
     fast = core.conv2d(x, w, b, (1, 1), pads)
     slow = plain(core.conv2d, x, w, b, (1, 1), pads)
     np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-12)
@@ -137,15 +138,59 @@ def test_winograd_matches_plain_im2col(rng, plain, monkeypatch, hw, padding, n):
                                plain(core.conv2d_input_grad, dy, w, x.shape, (1, 1), pads), rtol=1e-12, atol=1e-12)
 
 
-def test_winograd_float32_stays_close(rng, plain, monkeypatch):
-    """In float32 Winograd's extra additions cost a little precision, not more than ~1e-6 relative."""
-    monkeypatch.setattr(core, "WINOGRAD", True)
-    x = rng.standard_normal((1, 14, 14, 64)).astype(np.float32)
-    w = rng.standard_normal((3, 3, 64, 32)).astype(np.float32)
+@pytest.mark.parametrize("tile,tolerance", [(2, 2e-6), (4, 2e-5)])
+def test_winograd_float32_stays_close(rng, plain, monkeypatch, tile, tolerance):
+    """In float32 Winograd's extra additions cost a little precision: F(2x2) ~5e-7 of the largest output,
+    F(4x4) ~1e-5 (its transforms multiply by up to 8); the im2col path ~3e-7."""
+    monkeypatch.setattr(core, "WINOGRAD", tile)
+    x = np.maximum(rng.standard_normal((1, 14, 14, 128)), 0).astype(np.float32)
+    w = (rng.standard_normal((3, 3, 128, 32)) / 34).astype(np.float32)
     fast = core.conv2d(x, w, None, (1, 1), ((1, 1), (1, 1)))
     assert fast.dtype == np.float32
     ref = direct_conv(x.astype(np.float64), w.astype(np.float64), (1, 1), ((1, 1), (1, 1)), (1, 1))
-    assert np.abs(fast - ref).max() / np.abs(ref).max() < 2e-6
+    error = np.abs(fast - ref).max() / np.abs(ref).max()
+    assert error < tolerance
+    if tile == 4:  # a real loss next to F(2x2), but bounded
+        monkeypatch.setattr(core, "WINOGRAD", 2)
+        small = core.conv2d(x, w, None, (1, 1), ((1, 1), (1, 1)))
+        assert np.abs(small - ref).max() / np.abs(ref).max() < error
+
+
+@pytest.mark.parametrize("m", sorted(core.WINOGRAD_TILES))
+def test_winograd_passes_are_their_matrices(rng, m):
+    """The hand-written transform passes apply exactly B^T and A^T, and (B^T, G, A^T) compute a 3-tap
+    correlation: y[i] = sum_k d[i+k] g[k] = A^T [(G g) * (B^T d)] for every i < m."""
+    tile = core.WINOGRAD_TILES[m]
+    a = tile.a
+    d = rng.standard_normal((a, 5, 3))
+    out = np.empty((a, 5, 3))
+    tile.apply_bt(list(d), out, np.empty((tile.scratch, 5, 3)))
+    np.testing.assert_allclose(out, np.einsum("ij,jkl->ikl", tile.BT, d), rtol=1e-13, atol=1e-13)
+    prod = rng.standard_normal((a, 5, 3))
+    y = np.empty((m, 5, 3))
+    tile.apply_at(prod, y, np.empty((tile.scratch, 5, 3)))
+    np.testing.assert_allclose(y, np.einsum("ij,jkl->ikl", tile.AT, prod), rtol=1e-13, atol=1e-13)
+    g = rng.standard_normal(3)
+    direct = np.array([d[i:i + 3, 0, 0] @ g for i in range(m)])
+    np.testing.assert_allclose(tile.AT @ ((tile.G @ g) * (tile.BT @ d[:, 0, 0])), direct, rtol=1e-12, atol=1e-12)
+
+
+def test_auto_rule_picks_the_tile_by_width(monkeypatch):
+    """"auto": F(4x4) on wide layers, F(2x2) on the others of 64+ channels, im2col below that or on
+    small outputs; only for 3x3 stride-1 undilated ungrouped kernels."""
+    monkeypatch.setattr(core, "WINOGRAD", "auto")
+    monkeypatch.setattr(core, "_ONE_BLAS_THREAD", True)  # as if the BLAS could be kept to one thread
+    wide, mid = core.WINOGRAD_F4_MIN_CHANNELS, core.WINOGRAD_MIN_CHANNELS
+    big = core.WINOGRAD_MIN_PIXELS
+    assert core.use_winograd((3, 3, wide, wide), (1, 1), (1, 1), 1, big) == 4
+    assert core.use_winograd((3, 3, mid, wide), (1, 1), (1, 1), 1, big) == 2
+    assert core.use_winograd((3, 3, mid - 1, wide), (1, 1), (1, 1), 1, big) == 0
+    assert core.use_winograd((3, 3, wide, wide), (1, 1), (1, 1), 1, big - 1) == 0
+    assert core.use_winograd((3, 3, wide, wide), (2, 2), (1, 1), 1, big) == 0
+    assert core.use_winograd((3, 3, wide, wide), (1, 1), (2, 2), 1, big) == 0
+    assert core.use_winograd((5, 5, wide, wide), (1, 1), (1, 1), 1, big) == 0
+    monkeypatch.setattr(core, "WINOGRAD", False)
+    assert core.use_winograd((3, 3, wide, wide), (1, 1), (1, 1), 1, big) == 0
 
 
 @pytest.mark.parametrize("kernel,strides,dilation,groups,padding", GEOMETRIES[:4] + [GEOMETRIES[7]])
@@ -158,7 +203,7 @@ def test_row_chunking_and_batch_blocks_change_nothing(rng, plain, monkeypatch, k
              core.conv2d_weight_grad(x, dy, w.shape, strides, pads, dilation, groups))
     for budget in (1, 700, 5000):  # one output row per block, a few rows, a few images
         monkeypatch.setattr(core, "MEMORY_BUDGET", budget)
-        monkeypatch.setattr(core, "WINOGRAD", True)  # chunked Winograd too, where it applies
+        monkeypatch.setattr(core, "WINOGRAD", 4 if budget == 700 else True)  # chunked Winograd too
         got = (core.conv2d(x, w, None, strides, pads, dilation, groups),
                core.conv2d_input_grad(dy, w, x.shape, strides, pads, dilation, groups),
                core.conv2d_weight_grad(x, dy, w.shape, strides, pads, dilation, groups))
@@ -377,3 +422,36 @@ def test_convolution_works_in_a_forked_child(rng):
             os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.WEXITSTATUS(status) == 0
+
+
+def _affine_in_place(z):  # applied twice it would differ from once
+    z *= 2
+    z += 1
+
+
+def _softmax_in_place(z):  # along the channels: wrong if applied to a part of them
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    z[...] = e / e.sum(axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("kernel,strides,tile", [((3, 3), (1, 1), 0), ((3, 3), (1, 1), 2), ((3, 3), (1, 1), 4),
+                                                 ((1, 1), (1, 1), 0), ((3, 3), (2, 2), 0)])
+@pytest.mark.parametrize("hw", [(13, 11), (5, 4)])  # many tiles (split by rows), few (split by channels)
+@pytest.mark.parametrize("epilogue,reference", [
+    (_affine_in_place, lambda z: 2 * z + 1),
+    (_softmax_in_place, lambda z: np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True))])
+def test_epilogue_runs_once_on_every_whole_block(rng, monkeypatch, kernel, strides, tile, hw, epilogue, reference):
+    """A fused activation (the epilogue) sees every output number exactly once, with all its channels,
+    on every path: im2col blocks, Winograd split by rows or by channels, 1x1, and the training path."""
+    from npcnn import blas
+    monkeypatch.setattr(blas, "THREADS", 3)
+    monkeypatch.setattr(core, "MEMORY_BUDGET", 2000)  # many small blocks
+    monkeypatch.setattr(core, "WINOGRAD", tile or False)
+    padding = "same" if kernel != (1, 1) else "valid"
+    x, w, pads = _case(rng, kernel, strides, (1, 1), 1, padding, n=2, hw=hw, cin=5, cout=6)
+    b = rng.standard_normal(6)
+    want = reference(core.conv2d(x, w, b, strides, pads))
+    np.testing.assert_allclose(core.conv2d(x, w, b, strides, pads, epilogue=epilogue), want, rtol=1e-12, atol=1e-12)
+    monkeypatch.setattr(core, "MEMORY_BUDGET", 1 << 20)  # the training path keeps its im2col matrix
+    got, _ = core.conv2d_keep_cols(x, w, b, strides, pads, epilogue=epilogue)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

@@ -304,11 +304,11 @@ def test_batchnorm_training_updates_moving_statistics(rng):
     np.testing.assert_allclose(layer.params["moving_variance"], 0.9 + 0.1 * x.var(axis=(0, 1, 2)), rtol=1e-6)
 
 
-@pytest.fixture(params=["im2col", "winograd"])
+@pytest.fixture(params=["im2col", "winograd2", "winograd4"])
 def conv_path(request, monkeypatch):
-    """Run a test with Winograd forced off and on (its transformed kernels are cached per kernel array)."""
+    """Run a test with Winograd forced off, F(2x2) and F(4x4) (transformed kernels are cached per kernel)."""
     from npcnn import conv
-    monkeypatch.setattr(conv, "WINOGRAD", request.param == "winograd")
+    monkeypatch.setattr(conv, "WINOGRAD", {"im2col": False, "winograd2": 2, "winograd4": 4}[request.param])
     return request.param
 
 

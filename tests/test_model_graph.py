@@ -411,3 +411,34 @@ def test_predict_applies_activations_in_place_only_on_fresh_outputs(rng, monkeyp
     np.testing.assert_allclose(got, model.trace(x).outputs[0], rtol=1e-14, atol=1e-15)
     acts = model.activations(x)
     np.testing.assert_allclose(acts["conv"], model.trace(x)["conv"], rtol=1e-14)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "softmax", "elu"])
+def test_convolution_fuses_its_activation_without_changing_a_number(rng, monkeypatch, activation):
+    """Conv2D applies its activation to each output block as it finishes it (inference, and gradient
+    traces where the backward reads y: ReLU, tanh, softmax); outputs and gradients are those of the
+    unfused layer, and a ReLU keeps one array (its output), not two."""
+    from npcnn import blas
+    monkeypatch.setattr(blas, "MIN_PARALLEL_BYTES", 0)
+    x_in = npcnn.Input((9, 8, 3))
+    h = L.Conv2D(6, 3, padding="same", activation=activation, name="conv")(x_in)
+    model = npcnn.Model(x_in, L.Dense(2)(L.Flatten()(h))).astype("float64")
+    randomize_weights(model.named_weights(), rng)
+    x = rng.standard_normal((2, 9, 8, 3))
+    fused = (model.predict(x), model.input_gradient(x), model.param_gradients(x)["conv/kernel"])
+    y, cache = model.get_layer("conv").apply(x, keep_cache=True)
+    if activation in ("relu", "tanh", "softmax"):
+        assert cache[1] is y  # the saved array is the output itself
+    monkeypatch.setattr(L.Conv2D, "fuses_activation", False)
+    plain = (model.predict(x), model.input_gradient(x), model.param_gradients(x)["conv/kernel"])
+    for a, b in zip(fused, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)
+
+
+def test_relu_saves_its_output_only_where_that_decides_its_derivative():
+    from npcnn import activations
+    relu = activations.get("relu")
+    assert relu.saves() == "y" and relu.saves(negative_slope=0.1) == "y"
+    assert relu.saves(threshold=0.5) == "z" and relu.saves(max_value=6.0) == "z"
+    assert relu.saves(negative_slope=-0.5) == "z"
+    assert activations.get("elu").saves() == "z" and activations.get("sigmoid").saves() == "y"

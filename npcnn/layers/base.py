@@ -81,6 +81,7 @@ class Layer:
     non_trainable_names = ()
     multi_input = False
     couples_batch = False  # True where training mode mixes the samples of a batch (batch statistics)
+    fuses_activation = False  # True where forward(x, training, epilogue=f) applies f to each finished output block
 
     def __init__(self, name=None, activation=None, trainable=True, dtype=None, input_shape=None,
                  batch_input_shape=None, batch_shape=None, batch_size=None, input_dim=None, **ignored):
@@ -106,19 +107,26 @@ class Layer:
 
     def apply(self, x, training=False, keep_cache=True):
         """forward, then the fused activation: (y, cache). keep_cache=False (inference, no gradient to
-        follow): the cache is None and the activation overwrites the forward's own fresh output."""
-        z, cache = self.forward(x, training)
-        act = self.activation
+        follow): the cache is None. The activation overwrites the forward's own fresh output where the
+        backward does not need that (inference, or an activation whose backward reads y); layers that
+        compute their output in blocks (``fuses_activation``) apply it to each block while it is in cache."""
+        act, params = self.activation, self.activation_params
         if act.name == "linear":
+            z, cache = self.forward(x, training)
             return z, ((cache, None) if keep_cache else None)
-        fn = lambda z_: act.forward(z_, **self.activation_params)  # noqa: E731
+        saves = act.saves(**params)
+        if self.fuses_activation and act.keeps_shape and (saves == "y" or not keep_cache):
+            y, cache = self.forward(x, training, epilogue=lambda block: act.forward_into(block, **params))
+            return y, ((cache, y) if keep_cache else None)
+        z, cache = self.forward(x, training)
+        fn = lambda z_: act.forward(z_, **params)  # noqa: E731
         if not act.keeps_shape:
             y = fn(z)
         elif keep_cache or any(np.may_share_memory(z, a) for a in (x if self.multi_input else [x])):
             y = map_rows(fn, z)  # on every core, in blocks of rows
         else:
             y = map_rows(fn, z, out=z)
-        return y, ((cache, z if act.uses == "z" else y) if keep_cache else None)
+        return y, ((cache, z if saves == "z" else y) if keep_cache else None)
 
     def apply_backward(self, dy, cache, rule=None, need_dx=True, need_params=True):
         """Backward through the fused activation (under ``rule``), then through :meth:`backward`."""

@@ -127,14 +127,16 @@ class Conv2D(_ConvBase):
             shapes["bias"] = (self.filters,)
         return shapes
 
-    def forward(self, x, training=False):
+    fuses_activation = True  # the activation runs on each output block as the convolution finishes it
+
+    def forward(self, x, training=False, epilogue=None):
         x2 = self._to2d(x)
         pads = self._pads(x2.shape[1:3])
         args = (x2, self._kernel2d(), self.params.get("bias"), self.strides, pads, self.dilation_rate, self.groups)
         if training:  # the weight gradient will follow: keep the im2col matrix for it (None if too big)
-            out, cols = core.conv2d_keep_cols(*args)
+            out, cols = core.conv2d_keep_cols(*args, epilogue=epilogue)
         else:
-            out, cols = core.conv2d(*args), None
+            out, cols = core.conv2d(*args, epilogue=epilogue), None
         return self._from2d(out), (x2, pads, cols)
 
     def backward(self, dout, cache, need_dx=True, need_params=True):
