@@ -23,6 +23,8 @@ def split_everything(monkeypatch):
     ((4, 30, 6), (4, 6, 5)),    # a stack, split over each matrix's rows
     ((3, 1, 30, 6), (2, 6, 5)),  # broadcast stacks
     ((1, 6), (6, 1)),           # fewer columns than parts
+    ((27, 4), (4, 300)),        # more columns than rows: split over columns
+    ((30, 200), (200, 40)),     # the sum much the longest: split over it, however many rows
 ])
 def test_matmul_equals_numpy(rng, split_everything, a_shape, b_shape):
     a, b = rng.standard_normal(a_shape), rng.standard_normal(b_shape)
@@ -30,6 +32,19 @@ def test_matmul_equals_numpy(rng, split_everything, a_shape, b_shape):
     out = np.full(np.matmul(a, b).shape, np.nan)
     assert blas.matmul(a, b, out=out) is out
     np.testing.assert_allclose(out, np.matmul(a, b), rtol=1e-13, atol=1e-13)
+
+
+def test_matmul_inside_a_part_runs_inline_and_still_right(rng, split_everything):
+    """Within a part (a training shard), matmul does not split again: every partial sum is there."""
+    a, b = rng.standard_normal((30, 200)), rng.standard_normal((200, 40))
+    got = [None]
+
+    def part(i0, i1):
+        if i0 == 0:
+            got[0] = blas.matmul(a, b)
+
+    blas.parallel(part, 3, parts=3)
+    np.testing.assert_allclose(got[0], a @ b, rtol=1e-13, atol=1e-13)
 
 
 def test_matmul_of_transposed_views_and_mixed_dtypes(rng, split_everything):
