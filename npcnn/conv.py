@@ -356,7 +356,8 @@ def _im2col_conv(x, w, b, strides, pads, dilation, groups, out, epilogue=None):
     n, oh = out.shape[:2]
     parts = blas.gemm_parts()
     budget = MEMORY_BUDGET // parts
-    work = n * oh * out.shape[2] * w[..., 0].size * x.itemsize  # bytes of im2col columns in all
+    macs = out.size * w[..., 0].size  # multiply-adds: a part per SMALL_PRODUCT of them, at most one per core
+    parts = min(parts, max(1, macs // blas.SMALL_PRODUCT))
     if n >= parts:  # whole images per part
         def run(n0, n1):
             _im2col_rows(x[n0:n1], w, b, strides, pads, dilation, groups, out[n0:n1], 0, budget, epilogue)
@@ -368,7 +369,7 @@ def _im2col_conv(x, w, b, strides, pads, dilation, groups, out, epilogue=None):
                              epilogue)
         count = oh
     with blas.limited(1):
-        parallel(run, count, work, parts=None if parts > 1 else 1)
+        parallel(run, count, parts=parts)
 
 
 def _im2col_rows(x, w, b, strides, pads, dilation, groups, out, first, budget, epilogue=None):
