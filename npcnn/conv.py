@@ -502,11 +502,17 @@ def use_winograd(w_shape, strides, dilation, groups, pixels):
 
 
 def winograd_kernel(w, m=2):
-    """U = G g G^T for every (cin, cout): (3, 3, Cin, Cout) -> (a*a, Cin, Cout), a = m + 2 (computed in
-    float64: G holds sixths and 24ths)."""
+    """U = G g G^T for every (cin, cout): (3, 3, Cin, Cout) -> (a*a, Cin, Cout), a = m + 2. Computed in
+    float64 (G holds sixths and 24ths), a few output channels at a time so the float64 temporaries stay
+    small (a whole 512x512 kernel's would take 150 MB)."""
     g = WINOGRAD_TILES[m].G
-    u = np.einsum("ia,jb,abco->ijco", g, g, w.astype(np.float64))
-    return np.ascontiguousarray(u.reshape(-1, *w.shape[2:]), dtype=w.dtype)
+    cin, cout = w.shape[2:]
+    u = np.empty((len(g) ** 2, cin, cout), w.dtype)
+    step = max(1, (1 << 20) // max(cin, 1))
+    for c0 in range(0, cout, step):
+        part = np.einsum("ia,jb,abco->ijco", g, g, w[..., c0:c0 + step].astype(np.float64))
+        u[..., c0:c0 + step] = part.reshape(len(g) ** 2, cin, -1)
+    return u
 
 
 def _winograd_conv(x, u, b, pads, out, epilogue=None, m=2):

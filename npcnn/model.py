@@ -11,6 +11,7 @@ from the same dozen-line loops below.
 """
 import contextlib
 import difflib
+import itertools
 from collections import namedtuple
 
 import numpy as np
@@ -561,8 +562,12 @@ class Trace:
             need_dx = any(need.get(t) for t in step.inputs)
             # a lean trace serves one backward pass: each cache is freed as soon as it has been used
             cache = _unpack_cache(self.caches.pop(i)) if self.lean else self.caches[i]
+            # dy may be overwritten (by the activation's backward) when nothing else can see it: not a seed
+            # (the caller's cotangent), not asked for, not another pending gradient (Add passes one on twice)
+            kept = itertools.chain(seeds.values(), grads.values(), wrt_grads.values())
+            own = step.output not in wrt and not any(np.may_share_memory(dy, a) for a in kept)
             dx, g = step.layer.apply_backward(dy, cache, rule, need_dx=need_dx,
-                                              need_params=want_params and step.layer.trainable)
+                                              need_params=want_params and step.layer.trainable, overwrite=own)
             for name, value in g.items():
                 key = f"{model._owner[id(step.layer)]}/{name}"
                 pgrads[key] = pgrads[key] + value if key in pgrads else value

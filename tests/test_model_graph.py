@@ -442,3 +442,27 @@ def test_relu_saves_its_output_only_where_that_decides_its_derivative():
     assert relu.saves(threshold=0.5) == "z" and relu.saves(max_value=6.0) == "z"
     assert relu.saves(negative_slope=-0.5) == "z"
     assert activations.get("elu").saves() == "z" and activations.get("sigmoid").saves() == "y"
+
+
+def test_backward_overwrites_only_its_own_scratch(rng):
+    """The activations' backward writes into the incoming gradient where nothing else can see it (saving
+    a whole array at the peak); never into the caller's cotangent, a gradient asked for, or a gradient
+    passed on to two branches (Add)."""
+    x_in = npcnn.Input((7, 6, 3))
+    a = L.Conv2D(4, 3, padding="same", activation="relu", name="a")(x_in)
+    b = L.Conv2D(4, 3, padding="same", activation="relu", name="b")(a)
+    c = L.Conv2D(4, 1, activation="relu", name="c")(a)
+    out = L.Conv2D(5, 3, padding="same", activation="relu", name="out")(L.Add()([b, c]))
+    model = npcnn.Model(x_in, out).astype("float64")
+    randomize_weights(model.named_weights(), rng)
+    x = rng.standard_normal((2, 7, 6, 3))
+    cot = rng.standard_normal((2, 7, 6, 5))
+    kept = cot.copy()
+    lean = model.input_gradient(x, cotangent=cot)
+    np.testing.assert_array_equal(cot, kept)  # the seed is the caller's
+    trace = model.trace(x)
+    np.testing.assert_allclose(lean, trace.input_gradient(cotangent=cot), rtol=1e-13, atol=1e-14)
+    check_gradient(lambda: np.vdot(model.predict(x), cot), x, lean)
+    at_a = trace.gradient(cotangent=cot, wrt="a")  # asked for: handed back as computed
+    again = trace.gradient(cotangent=cot, wrt=["a", "b"])
+    np.testing.assert_allclose(again[0], at_a, rtol=1e-13, atol=1e-14)

@@ -70,10 +70,6 @@ def _shape_list(x):
     return [t.shape for t in x] if isinstance(x, (list, tuple)) else x.shape
 
 
-def _whole(fn, *arrays):
-    return fn(*arrays)
-
-
 class Layer:
     """Base class. Subclasses set ``weight_names`` (Keras order) and implement forward/backward."""
 
@@ -128,14 +124,18 @@ class Layer:
             y = map_rows(fn, z, out=z)
         return y, ((cache, z if saves == "z" else y) if keep_cache else None)
 
-    def apply_backward(self, dy, cache, rule=None, need_dx=True, need_params=True):
-        """Backward through the fused activation (under ``rule``), then through :meth:`backward`."""
+    def apply_backward(self, dy, cache, rule=None, need_dx=True, need_params=True, overwrite=False):
+        """Backward through the fused activation (under ``rule``), then through :meth:`backward`.
+        ``overwrite``: dy is the caller's own scratch, so the activation's backward may write into it."""
         cache, saved = cache
         if saved is None:
             dz = dy
+        elif self.activation.keeps_shape and not callable(rule):  # in blocks of rows, in place if allowed
+            in_place = overwrite and dy.flags.writeable and dy.dtype == np.result_type(dy.dtype, saved.dtype)
+            dz = map_rows(lambda dy_, s_: self.activation.backward(dy_, s_, rule, **self.activation_params), dy,
+                          saved, out=dy if in_place else None)
         else:  # a custom rule (a function) may look at the whole array: then no blocks
-            rows = map_rows if self.activation.keeps_shape and not callable(rule) else _whole
-            dz = rows(lambda dy_, s_: self.activation.backward(dy_, s_, rule, **self.activation_params), dy, saved)
+            dz = self.activation.backward(dy, saved, rule, **self.activation_params)
         return self.backward(dz, cache, need_dx=need_dx, need_params=need_params)
 
     # -- to be written by each layer -------------------------------------------------------------
