@@ -16,9 +16,13 @@ Padding is never materialised for the whole image: each block copies only the ro
 
 Fast paths (each checked against the plain im2col path in tests/test_conv_core.py):
   1×1, stride 1        a plain matmul, no copy at all
-  3×3, stride 1        Winograd F(2×2, 3×3) where it pays (see WINOGRAD): 16 GEMMs of (tiles, cin) @
-                       (cin, cout) instead of one with 9*cin columns, 2.25× fewer multiplies; split over
-                       the cores on npcnn's own threads, each GEMM on one BLAS thread (npcnn.blas)
+  3×3, stride 1        Winograd F(2×2, 3×3) or F(4×4, 3×3) where it pays (see WINOGRAD): 16 (36) GEMMs of
+                       (tiles, cin) @ (cin, cout) instead of one with 9*cin columns, 2.25× (4×) fewer
+                       multiplies; split over the cores on npcnn's own threads, each GEMM on one BLAS
+                       thread (npcnn.blas)
+
+Epilogue: a layer's activation can be handed to the forward (``epilogue=``); it runs on each finished
+block of the output, on the thread that made it, while the block is still in cache.
 
 Backward::
 
