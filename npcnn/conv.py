@@ -325,8 +325,7 @@ def _conv2d(x, w, b, strides, pads, dilation, groups, source, epilogue=None):
     if kh == kw == 1 and strides == (1, 1) and groups == 1 and pads == ((0, 0), (0, 0)):
         matmul(x.reshape(-1, cin), w.reshape(cin, cout), out=out.reshape(-1, cout))  # 1x1: no copy
         _finish(out, b, epilogue)
-    elif use_winograd(w.shape, strides, dilation, groups, n * oh * ow):
-        m = use_winograd(w.shape, strides, dilation, groups, n * oh * ow)
+    elif (m := use_winograd(w.shape, strides, dilation, groups, n * oh * ow)):
         base, flipped = source  # the layer's kernel: transforms are cached on it (w may be a placeholder)
         u = _derived(base, ("winograd", m, flipped, dtype.str),
                      lambda: winograd_kernel((flip_kernel(base, groups) if flipped else base).astype(dtype), m))
