@@ -535,10 +535,16 @@ def _winograd_conv(x, u, b, pads, out, epilogue=None, m=2):
         if tile_rows >= 2 * parts and n * tile_rows * -(-ow // m) >= 64 * parts:
             parallel(lambda t0, t1: _winograd_rows(x, u, b, pads, out, t0, t1, budget, epilogue, m), tile_rows,
                      parts=parts)
-        else:  # few tiles: split the output channels instead (each part transforms the whole input); the
-            # epilogue (an activation, maybe along the channels: softmax) waits for all of them
-            parallel(lambda c0, c1: _winograd_rows(x, u[:, :, c0:c1], None if b is None else b[c0:c1], pads,
-                                                   out[..., c0:c1], 0, tile_rows, budget, None, m), co, parts=parts)
+        else:  # few tiles: transform the input once (its tile rows split over the parts), then split the
+            # output channels (GEMMs and output transform); the epilogue (an activation, maybe along the
+            # channels: softmax) waits for all of them
+            n, _, _, c = x.shape
+            tw = -(-ow // m)
+            v = np.empty((m + 2, m + 2, n, tile_rows, tw, c), x.dtype)
+            parallel(lambda t0, t1: _winograd_input(x, pads, m, t0, t1, tw, v[:, :, :, t0:t1]), tile_rows,
+                     parts=parts)
+            parallel(lambda c0, c1: _winograd_output(v, u[:, :, c0:c1], None if b is None else b[c0:c1],
+                                                     out[..., c0:c1], m, 0, tile_rows), co, parts=parts)
             _finish(out, None, epilogue)
 
 
@@ -566,82 +572,66 @@ def _phases(x, top, left, r0, rows, m, width, buf):
     return buf
 
 
-def _winograd_stages(m, n, tb, tw, c, co):
-    """The arrays of a block of tb tile rows, by the workspace they live in. Each stage reads arrays of
-    one workspace and writes the other's, so a block needs room for the largest stage of each, not for
-    every array at once (F(4x4): 2.3x less)."""
-    a, s = m + 2, WINOGRAD_TILES[m].scratch
-    first = [{"x": (m, n, m * tb + 2, tw + 1, c)},
-             {"v": (a, a, n, tb, tw, c), "s2": (s, a, n, tb, tw, c)},
-             {"half": (m, a, n, tb, tw, co), "s3": (s, a, n, tb, tw, co)}]
-    second = [{"rows": (a, m, n, tb, tw + 1, c), "s1": (s, m, n, tb, tw + 1, c)},
-              {"prod": (a * a, n * tb * tw, co)},
-              {"y": (m, m, n, tb, tw, co), "s4": (s, m, n, tb, tw, co)}]
-    return first, second
-
-
-def _numbers(stages):
-    """How many numbers a workspace needs for the largest of its stages."""
-    return max(sum(int(np.prod(shape)) for shape in stage.values()) for stage in stages)
-
-
-def _arrays(flat, stage):
-    """A stage's arrays, consecutive at the start of a flat workspace."""
-    out, at = {}, 0
-    for name, shape in stage.items():
-        size = int(np.prod(shape))
-        out[name] = flat[at:at + size].reshape(shape)
-        at += size
-    return out
-
-
 def _winograd_rows(x, u, b, pads, out, first, last, budget, epilogue=None, m=2):
     """:func:`_winograd_conv` for the output tile rows first:last, in blocks of tile rows sized to ``budget``."""
-    tile = WINOGRAD_TILES[m]
-    a = tile.a
     n, _, _, c = x.shape
-    _, oh, ow, co = out.shape
-    (pt, _), (pl, _) = pads
-    tw = -(-ow // m)  # output tiles per row
-    per_tile_row = sum(_numbers(half) for half in _winograd_stages(m, n, 1, tw, c, co)) * x.itemsize
+    co = out.shape[3]
+    tile = WINOGRAD_TILES[m]
+    a, tw = tile.a, -(-out.shape[2] // m)  # output tiles per row
+    per_tile_row = n * tw * (m * m + a * m + a * a + tile.scratch * (a + m)) * (c + co) * x.itemsize
     step = max(1, budget // per_tile_row)
     for t0 in range(first, last, step):
         t1 = min(last, t0 + step)
-        tb = t1 - t0
-        one, two = _winograd_stages(m, n, tb, tw, c, co)
-        ws1, ws2 = _workspace("wino_1", (_numbers(one),), x.dtype), _workspace("wino_2", (_numbers(two),), x.dtype)
-        xb = _phases(x, pt, pl, m * t0, m * tb + 2, m, tw + 1, _arrays(ws1, one[0])["x"])
-        # V = B^T d B: along rows (tile t reads padded rows m*t + k), then along columns (phases)
-        st = _arrays(ws2, two[0])
-        rows = st["rows"]
-        tile.apply_bt([xb[:, :, k:k + m * tb:m] for k in range(a)], rows, st["s1"])
-        st = _arrays(ws1, one[1])
-        v = st["v"]
-        tile.apply_bt([rows[:, k % m, :, :, k // m:k // m + tw] for k in range(a)], [v[:, j] for j in range(a)],
-                      st["s2"])
-        prod = _arrays(ws2, two[1])["prod"]
-        np.matmul(v.reshape(a * a, -1, c), u, out=prod)  # the a*a GEMMs (tiles, cin) @ (cin, cout)
-        # Y = A^T M A on contiguous tiles (m, m, n, tb, tw, co), then one pass puts them in place in out
-        # (with the bias added on the way): the strided writes happen once, not in every pass
-        st = _arrays(ws1, one[2])
-        half = st["half"]
-        tile.apply_at(prod.reshape(a, a, n, tb, tw, co), half, st["s3"])
-        st = _arrays(ws2, two[2])
-        tiles = st["y"]
-        tile.apply_at([half[:, k] for k in range(a)], [tiles[:, j] for j in range(m)], st["s4"])
-        rows_out = min(m * t1, oh) - m * t0
-        placed = tiles.transpose(2, 3, 0, 4, 1, 5)  # (n, tb, m, tw, m, co): the tiles where they go
-        if rows_out == m * tb and ow == m * tw:
-            dest = out[:, m * t0:m * t1].reshape(n, tb, m, tw, m, co)
-        else:  # the last tile row or column hangs over the edge of out: cut it (through a copy)
-            placed = placed.reshape(n, m * tb, m * tw, co)[:, :rows_out, :ow]
-            dest = out[:, m * t0:m * t0 + rows_out]
-        if b is None:
-            np.copyto(dest, placed)
-        else:
-            np.add(placed, b, out=dest)
-        if epilogue is not None:
-            epilogue(dest)
+        v = _winograd_input(x, pads, m, t0, t1, tw, _workspace("wino_v", (a, a, n, t1 - t0, tw, c), x.dtype))
+        _winograd_output(v, u, b, out, m, t0, t1, epilogue)
+
+
+def _winograd_input(x, pads, m, t0, t1, tw, v):
+    """V = B^T d B for the tiles of tile rows t0:t1, into v (a, a, N, t1-t0, tw, Cin): along rows (tile t
+    reads padded rows m*t + k), then along columns (phases)."""
+    tile = WINOGRAD_TILES[m]
+    a, s = tile.a, tile.scratch
+    n, _, _, c = x.shape
+    (pt, _), (pl, _) = pads
+    tb = t1 - t0
+    xb = _phases(x, pt, pl, m * t0, m * tb + 2, m, tw + 1,
+                 _workspace("wino_x", (m, n, m * tb + 2, tw + 1, c), x.dtype))
+    rows = _workspace("wino_rows", (a, m, n, tb, tw + 1, c), x.dtype)
+    tile.apply_bt([xb[:, :, k:k + m * tb:m] for k in range(a)], rows,
+                  _workspace("wino_s1", (s, m, n, tb, tw + 1, c), x.dtype))
+    tile.apply_bt([rows[:, k % m, :, :, k // m:k // m + tw] for k in range(a)], [v[:, j] for j in range(a)],
+                  _workspace("wino_s2", (s, a, n, tb, tw, c), x.dtype))
+    return v
+
+
+def _winograd_output(v, u, b, out, m, t0, t1, epilogue=None):
+    """out[:, m*t0 : m*t1] (+ b, then the epilogue) from V (a, a, N, t1-t0, tw, Cin) of those tile rows: the
+    a*a GEMMs, Y = A^T M A on contiguous tiles, then one pass puts them in place in out (with the bias added
+    on the way: the strided writes happen once, not in every pass)."""
+    tile = WINOGRAD_TILES[m]
+    a, s = tile.a, tile.scratch
+    _, _, n, tb, tw, c = v.shape
+    _, oh, ow, co = out.shape
+    prod = _workspace("wino_m", (a * a, n * tb * tw, co), v.dtype)
+    np.matmul(v.reshape(a * a, -1, c), u, out=prod)  # the a*a GEMMs (tiles, cin) @ (cin, cout)
+    half = _workspace("wino_half", (m, a, n, tb, tw, co), v.dtype)
+    tile.apply_at(prod.reshape(a, a, n, tb, tw, co), half, _workspace("wino_s3", (s, a, n, tb, tw, co), v.dtype))
+    tiles = _workspace("wino_y", (m, m, n, tb, tw, co), v.dtype)
+    tile.apply_at([half[:, k] for k in range(a)], [tiles[:, j] for j in range(m)],
+                  _workspace("wino_s4", (s, m, n, tb, tw, co), v.dtype))
+    rows_out = min(m * t1, oh) - m * t0
+    placed = tiles.transpose(2, 3, 0, 4, 1, 5)  # (n, tb, m, tw, m, co): the tiles where they go
+    if rows_out == m * tb and ow == m * tw:
+        dest = out[:, m * t0:m * t1].reshape(n, tb, m, tw, m, co)
+    else:  # the last tile row or column hangs over the edge of out: cut it (through a copy)
+        placed = placed.reshape(n, m * tb, m * tw, co)[:, :rows_out, :ow]
+        dest = out[:, m * t0:m * t0 + rows_out]
+    if b is None:
+        np.copyto(dest, placed)
+    else:
+        np.add(placed, b, out=dest)
+    if epilogue is not None:
+        epilogue(dest)
 
 
 # ---------------------------------------------------------------- convolution backward
