@@ -528,19 +528,22 @@ def _winograd_conv(x, u, b, pads, out, epilogue=None, m=2):
     wait at its thread barrier, and the transforms would run on one core.
     """
     n, oh, ow, co = out.shape
-    tile_rows = -(-oh // m)
+    tile_rows, tw = -(-oh // m), -(-ow // m)
+    group = max(1, MEMORY_BUDGET // _winograd_row_bytes(m, 1, tw, x.shape[3], co, x.itemsize))
+    if n > group:  # so many images that one tile row of them all exceeds the budget: a group at a time
+        for n0 in range(0, n, group):
+            _winograd_conv(x[n0:n0 + group], u, b, pads, out[n0:n0 + group], epilogue, m)
+        return
     parts = blas.gemm_parts()
     budget = MEMORY_BUDGET // parts
     with blas.limited(1):
-        if tile_rows >= 2 * parts and n * tile_rows * -(-ow // m) >= 64 * parts:
+        if tile_rows >= 2 * parts and n * tile_rows * tw >= 64 * parts:
             parallel(lambda t0, t1: _winograd_rows(x, u, b, pads, out, t0, t1, budget, epilogue, m), tile_rows,
                      parts=parts)
         else:  # few tiles: transform the input once (its tile rows split over the parts), then split the
             # output channels (GEMMs and output transform); the epilogue (an activation, maybe along the
             # channels: softmax) waits for all of them
-            n, _, _, c = x.shape
-            tw = -(-ow // m)
-            v = np.empty((m + 2, m + 2, n, tile_rows, tw, c), x.dtype)
+            v = np.empty((m + 2, m + 2, n, tile_rows, tw, x.shape[3]), x.dtype)
             parallel(lambda t0, t1: _winograd_input(x, pads, m, t0, t1, tw, v[:, :, :, t0:t1]), tile_rows,
                      parts=parts)
             parallel(lambda c0, c1: _winograd_output(v, u[:, :, c0:c1], None if b is None else b[c0:c1],
@@ -575,15 +578,19 @@ def _phases(x, top, left, r0, rows, m, width, buf):
 def _winograd_rows(x, u, b, pads, out, first, last, budget, epilogue=None, m=2):
     """:func:`_winograd_conv` for the output tile rows first:last, in blocks of tile rows sized to ``budget``."""
     n, _, _, c = x.shape
-    co = out.shape[3]
-    tile = WINOGRAD_TILES[m]
-    a, tw = tile.a, -(-out.shape[2] // m)  # output tiles per row
-    per_tile_row = n * tw * (m * m + a * m + a * a + tile.scratch * (a + m)) * (c + co) * x.itemsize
-    step = max(1, budget // per_tile_row)
+    a, tw = m + 2, -(-out.shape[2] // m)  # output tiles per row
+    step = max(1, budget // _winograd_row_bytes(m, n, tw, c, out.shape[3], x.itemsize))
     for t0 in range(first, last, step):
         t1 = min(last, t0 + step)
         v = _winograd_input(x, pads, m, t0, t1, tw, _workspace("wino_v", (a, a, n, t1 - t0, tw, c), x.dtype))
         _winograd_output(v, u, b, out, m, t0, t1, epilogue)
+
+
+def _winograd_row_bytes(m, n, tw, c, co, itemsize):
+    """Bytes of all the arrays of one tile row of n images (tw tiles each): input phases, both transform
+    stages, V, the GEMMs' products, both output stages (scratch included)."""
+    a, s = m + 2, WINOGRAD_TILES[m].scratch
+    return n * tw * (m * m + a * m + a * a + s * (a + m)) * (c + co) * itemsize
 
 
 def _winograd_input(x, pads, m, t0, t1, tw, v):

@@ -455,3 +455,21 @@ def test_epilogue_runs_once_on_every_whole_block(rng, monkeypatch, kernel, strid
     monkeypatch.setattr(core, "MEMORY_BUDGET", 1 << 20)  # the training path keeps its im2col matrix
     got, _ = core.conv2d_keep_cols(x, w, b, strides, pads, epilogue=epilogue)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+def test_winograd_on_many_small_images_goes_a_group_at_a_time(rng, plain, monkeypatch, tile):
+    """Many images of a few tiles each: Winograd works through groups of images that fit MEMORY_BUDGET
+    (a batch of 4x4 maps once made one array for the whole batch), with the same result."""
+    monkeypatch.setattr(core, "WINOGRAD", tile)
+    x = rng.standard_normal((23, 4, 5, 6))
+    w = rng.standard_normal((3, 3, 6, 7))
+    b = rng.standard_normal(7)
+    pads = ((1, 1), (1, 1))
+    want = plain(core.conv2d, x, w, b, (1, 1), pads)
+    monkeypatch.setattr(core, "MEMORY_BUDGET", 20000)  # one tile row of a few images per group
+    calls = []
+    inner = core._winograd_output
+    monkeypatch.setattr(core, "_winograd_output", lambda v, *a, **k: calls.append(v.shape[2]) or inner(v, *a, **k))
+    np.testing.assert_allclose(core.conv2d(x, w, b, (1, 1), pads), want, rtol=1e-12, atol=1e-12)
+    assert 1 <= max(calls) < 23
