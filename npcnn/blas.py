@@ -144,7 +144,8 @@ def parallel(fn, count, nbytes=0, parts=None):
     """fn(i0, i1) over [0, count) split into ``parts`` contiguous parts run in parallel (default: one per
     MIN_PARALLEL_BYTES of the work, ``nbytes`` written, at most THREADS); inline when the work is too
     small to pay for a thread hand-off, or when called from within a part (each core already has its
-    part). Parts must write disjoint slices."""
+    part). While the parts run, every BLAS call runs on one thread (:func:`limited`). Parts must write
+    disjoint slices."""
     if parts is None:
         parts = _parts(nbytes, MIN_PARALLEL_BYTES)
     parts = min(parts, count)
@@ -162,10 +163,11 @@ def parallel(fn, count, nbytes=0, parts=None):
             _part.running = False
 
     bounds = [count * k // parts for k in range(parts + 1)]
-    futures = [_executor[0].submit(run, bounds[k], bounds[k + 1]) for k in range(1, parts)]
-    run(bounds[0], bounds[1])
-    for f in futures:
-        f.result()
+    with limited(1):  # every core has its part: each part's BLAS calls stay on its own thread
+        futures = [_executor[0].submit(run, bounds[k], bounds[k + 1]) for k in range(1, parts)]
+        run(bounds[0], bounds[1])
+        for f in futures:
+            f.result()
 
 
 CHUNK_BYTES = 8 << 20

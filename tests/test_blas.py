@@ -47,6 +47,16 @@ def test_matmul_inside_a_part_runs_inline_and_still_right(rng, split_everything)
     np.testing.assert_allclose(got[0], a @ b, rtol=1e-13, atol=1e-13)
 
 
+@pytest.mark.skipif(not blas.available(), reason="NumPy's BLAS is not an OpenBLAS npcnn can control")
+def test_blas_runs_on_one_thread_inside_parts(monkeypatch):
+    """Parts already keep every core busy: a BLAS call inside one (a training shard's matmul) must not
+    start threads of its own (that oversubscribed the cores: a training epoch took 1.6x as long)."""
+    monkeypatch.setattr(blas, "THREADS", 2)
+    seen = []
+    blas.parallel(lambda i0, i1: seen.append(blas.threads()), 2, parts=2)
+    assert seen == [1, 1]
+
+
 def test_matmul_of_transposed_views_and_mixed_dtypes(rng, split_everything):
     a = rng.standard_normal((20, 33)).astype(np.float32)
     b = rng.standard_normal((20, 8))
