@@ -1,7 +1,7 @@
 """npcnn's threads and NumPy's BLAS: every core busy, one BLAS thread per call.
 
 OpenBLAS (NumPy's wheels bundle it) runs every GEMM on all cores, and its threads meet at a barrier
-after each call. That suits one large GEMM; it wastes time on many small ones (Winograd's 16 per block),
+after each call. That suits one large GEMM; it wastes time on many small ones (Winograd's 16 or 36 per block),
 and NumPy's copies and ufuncs between the GEMMs run on one core anyway. Worse, after a call its worker
 threads keep spinning for a while, so any work npcnn then runs on its own threads shares the cores with
 them (measured: Winograd layers 1.7-2x slower right after a multi-threaded GEMM). So npcnn never lets
