@@ -145,6 +145,24 @@ def _workspace(name, shape, dtype):
     return buf[:size].reshape(shape)
 
 
+def _place(dst, src, row_at, col_at, value=0.0):
+    """Fill dst (N, R, W, C) with src (N, h, w, C) placed with its first row and column at (row_at, col_at)
+    (either may be negative or beyond dst: only the overlap is copied) and ``value`` everywhere else."""
+    rows, width = dst.shape[1:3]
+    s0, s1 = max(0, -row_at), min(src.shape[1], rows - row_at)  # rows and columns of src inside dst
+    t0, t1 = max(0, -col_at), min(src.shape[2], width - col_at)
+    if s1 <= s0 or t1 <= t0:
+        dst[...] = value
+        return dst
+    d0, d1, c0, c1 = s0 + row_at, s1 + row_at, t0 + col_at, t1 + col_at
+    dst[:, :d0] = value
+    dst[:, d1:] = value
+    dst[:, d0:d1, :c0] = value
+    dst[:, d0:d1, c1:] = value
+    dst[:, d0:d1, c0:c1] = src[:, s0:s1, t0:t1]
+    return dst
+
+
 def _padded_rows(x, top, left, r0, r1, width, value=0.0, name="pad"):
     """Rows r0:r1 and columns 0:width of x placed at (top, left) on an infinite plane of ``value``.
 
@@ -152,19 +170,9 @@ def _padded_rows(x, top, left, r0, r1, width, value=0.0, name="pad"):
     workspace copy of just those rows (the whole padded image is never built).
     """
     n, h, w, c = x.shape
-    s0, s1 = max(r0 - top, 0), min(r1 - top, h)  # rows of x inside the block
     if left == 0 and width <= w and r0 >= top and r1 - top <= h:
         return x[:, r0 - top:r1 - top, :width]
-    buf = _workspace(name, (n, r1 - r0, width, c), x.dtype)
-    d0 = min(max(s0 + top - r0, 0), r1 - r0)
-    d1 = d0 + max(s1 - s0, 0)
-    c0, c1 = min(left, width), min(left + w, width)
-    buf[:, :d0] = value
-    buf[:, d1:] = value
-    buf[:, d0:d1, :c0] = value
-    buf[:, d0:d1, c1:] = value
-    buf[:, d0:d1, c0:c1] = x[:, s0:s1, :c1 - c0]
-    return buf
+    return _place(_workspace(name, (n, r1 - r0, width, c), x.dtype), x, top - r0, left, value)
 
 
 def _pad(x, pads, value=0.0):
@@ -557,21 +565,9 @@ def _phases(x, top, left, r0, rows, m, width, buf):
 
     Tile t reads padded columns m*t + k (k < a): phase k % m at q = t + k // m, so every transform pass
     reads whole contiguous rows of a phase instead of C numbers at a time (3-4x faster for C = 64)."""
-    h = x.shape[1]
-    s0, s1 = max(r0 - top, 0), min(r0 + rows - top, h)  # rows of x inside the block
-    if s1 <= s0:
-        buf[...] = 0
-        return buf
-    d0, d1 = s0 + top - r0, s1 + top - r0
-    buf[:, :, :d0] = 0
-    buf[:, :, d1:] = 0
     for p in range(m):
-        q0 = max(0, -(-(left - p) // m))  # first phase column holding a column of x: m*q0 + p - left >= 0
-        cols = x[:, s0:s1, m * q0 + p - left::m][:, :, :max(width - q0, 0)]
-        q1 = q0 + cols.shape[2]
-        buf[p, :, d0:d1, :q0] = 0
-        buf[p, :, d0:d1, q0:q1] = cols
-        buf[p, :, d0:d1, q1:] = 0
+        first = (p - left) % m  # the first column of x in phase p: padded column first + left = m*q + p
+        _place(buf[p], x[:, :, first::m], top - r0, (first + left - p) // m)
     return buf
 
 
