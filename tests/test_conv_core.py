@@ -284,7 +284,8 @@ def test_depthwise_matches_grouped_conv_and_adjoints(rng, kernel, strides, dilat
 
 # ------------------------------------------------------------------ pooling
 POOLS = [((2, 2), (2, 2), "valid"), ((2, 2), (2, 2), "same"), ((3, 3), (2, 2), "same"), ((3, 3), (1, 1), "same"),
-         ((3, 2), (1, 2), "valid"), ((1, 1), (2, 2), "valid")]
+         ((3, 2), (1, 2), "valid"), ((1, 1), (2, 2), "valid"), ((3, 3), (3, 3), "valid"), ((2, 3), (2, 3), "same"),
+         ((1, 2), (1, 2), "valid"), ((3, 1), (3, 1), "same")]
 
 
 @pytest.mark.parametrize("pool,strides,padding", POOLS)

@@ -65,10 +65,12 @@ def test_keep_cols_only_when_it_fits(monkeypatch):
 
 
 @pytest.mark.parametrize("pool,strides,padding", [((2, 2), (2, 2), "valid"), ((3, 3), (2, 2), "same"),
-                                                  ((2, 2), (2, 2), "same")])
+                                                  ((2, 2), (2, 2), "same"), ((3, 2), (3, 2), "valid"),
+                                                  ((2, 3), (2, 3), "same"), ((3, 3), (3, 3), "same")])
 def test_max_pool_backward_routes_to_first_maximum(pool, strides, padding):
     rng = np.random.default_rng(1)
     x = np.maximum(rng.standard_normal((2, 7, 7, 3)), 0.0)  # ReLU output: many tied zeros
+    x[1] = np.round(x[1] * 2) / 2  # and ties between positive values
     x[0, :2, :2, 0] = 1.5
     pads = core.resolve_padding(padding, x.shape[1:3], pool, strides)
     out = core.pool2d(x, pool, strides, pads, "max")
