@@ -60,23 +60,21 @@ in parallel); output rows are processed in blocks that fit."""
 _ONE_BLAS_THREAD = (os.cpu_count() == 1 or
                     os.environ.get("OPENBLAS_NUM_THREADS", os.environ.get("OMP_NUM_THREADS")) == "1")
 WINOGRAD = "auto"
-"""Winograd for 3×3 stride-1 convolutions: "auto" (F(4×4, 3×3) or F(2×2, 3×3) where each was measured to
-pay: :func:`winograd_pays`), 2 or 4 (always that tile size; True means 2), False (never: the plain im2col
-path)."""
-WINOGRAD_MIN_CHANNELS = 64
-WINOGRAD_MIN_PIXELS = 28 * 28
-"""The "auto" rule, from VGG16's layers (2 cores, benchmarks/RESULTS.md): Winograd on npcnn's threads took
-0.6-0.8x the time of im2col where cin and cout are >= 64 and the output has 28x28 pixels or more (all
-images of the batch together: 14x14 at batch 8 counts); at 14x14, batch 1, it was even (too few tiles to
-amortise reading the 16 transformed kernels), at 7x7 1.8x slower."""
-WINOGRAD_F4_MIN_CHANNELS = 128
-"""The "auto" rule's F(4×4, 3×3): where cin and cout are >= 128 (and the output has 28x28 pixels or more).
-Measured against F(2×2) on VGG16's layers, interleaved medians: 0.73-0.82x the time on one thread,
-0.82-0.94x on two (the transforms, memory-bound, share the memory bus). Its float32 error is larger,
-up to ~1e-5 of a layer's largest output for random weights against ~5e-7 for F(2×2) and ~3e-7 for
-im2col (its output transform multiplies by up to 8 the rounding of the GEMM's sums; VGG16 at 224x224,
-seeded Keras-like weights: worst layer 4.7e-6 against float64, 1.5e-6 without F(4×4)). Set
-this to a larger number to keep every layer on F(2×2)."""
+"""Winograd for 3×3 stride-1 convolutions: "auto" (where it was measured to pay, :func:`winograd_pays`,
+with the tile WINOGRAD_AUTO_TILE), 2 or 4 (F(2×2, 3×3) or F(4×4, 3×3) on every such layer; True means 2),
+False (never: the plain im2col path)."""
+WINOGRAD_AUTO_TILE = 4
+"""The tile "auto" uses. F(4×4) took 0.55-0.8x the time of F(2×2) on every layer measured (32-512 channels,
+14x14 to 224x224, 2 cores); its float32 error is larger: up to ~5e-6 of a layer's largest output against
+float64 for random weights (F(2×2) ~5e-7, im2col ~4e-7), because its output transform scales the rounding
+of the GEMM's sums by up to 8. Set 2 for the smaller error."""
+WINOGRAD_MIN_CHANNELS = 32
+WINOGRAD_MIN_WORK = 1 << 17
+"""The "auto" rule (2 cores, interleaved medians over a grid of square layers, cin = cout = 32-512 at
+14x14-112x112, and VGG16's layers): Winograd where the narrower of cin and cout is >= 32 and output pixels
+(all images of the batch) x that width >= 2^17. F(4×4) then took 0.5-0.8x the time of im2col (at 56x56x64
+0.51, at 28x28x512 0.58); below it was even or slower (37x37x64 1.11x, 14x14x512 1.09x, 28x28x32 2.5x:
+too few tiles to pay for the transforms and for reading the 36 transformed kernels)."""
 
 PLANAR_MAX_CHANNELS = 3
 """Inputs with at most this many channels (a grey or RGB image) are handled as channel planes: im2col
@@ -343,6 +341,13 @@ def _conv2d(x, w, b, strides, pads, dilation, groups, source, epilogue=None):
     return out
 
 
+def _add_bias(block, b):
+    """block (N, rows, ow, C) += b, a whole row (b repeated ow times) per step: NumPy adding b (C,) to each
+    pixel in turn loops over C numbers at a time, 3-4x slower for C = 16. block: rows of an NHWC array."""
+    n, rows, ow, c = block.shape
+    block.reshape(n, rows, ow * c)[...] += np.tile(b, ow)
+
+
 def _finish(out, b, epilogue):
     """out += b, then the epilogue, over a whole output (N, oh, ow, Cout) in blocks of rows on every core."""
     if b is None and epilogue is None:
@@ -351,7 +356,7 @@ def _finish(out, b, epilogue):
     def rows(r0, r1):
         block = out[:, r0:r1]
         if b is not None:
-            block += b
+            _add_bias(block, b)
         if epilogue is not None:
             epilogue(block)
 
@@ -392,14 +397,15 @@ def _im2col_rows(x, w, b, strides, pads, dilation, groups, out, first, budget, e
     k = kh * kw * cin
     for n0, n1, r0, r1 in _blocks(n, out.shape[1], ow * k * x.itemsize, budget, first):
         cols = _im2col(x[n0:n1], r0, r1, ow, (kh, kw), strides, pads, dilation)
-        dest = out[n0:n1, r0:r1].reshape(-1, cout)
+        block = out[n0:n1, r0:r1]
+        dest = block.reshape(-1, cout)
         if groups == 1:
             np.matmul(cols, wmat[0], out=dest)
         else:  # (G, M, taps*cin_g) @ (G, taps*cin_g, cout_g) -> (M, G*cout_g)
             res = np.matmul(_cols_by_group(cols, groups, kh * kw), wmat)
             dest[...] = res.transpose(1, 0, 2).reshape(dest.shape)
         if b is not None:
-            dest += b  # while the block is still in cache
+            _add_bias(block, b)  # while the block is still in cache
         if epilogue is not None:
             epilogue(dest)
 
@@ -409,13 +415,16 @@ def _im2col_rows(x, w, b, strides, pads, dilation, groups, out, first, budget, e
 #   Y = A^T [ (G g G^T) * (B^T d B) ] A      (* elementwise: a^2 multiplies instead of 9 m^2)
 # Summed over input channels the elementwise products become a^2 GEMMs (tiles, cin) @ (cin, cout):
 # F(2x2) does 16/36 of im2col's multiplications, F(4x4) 36/144. The transforms of d and of the product
-# are a few additions per number, written out below as NumPy passes (the matrices are kept beside them:
-# tests check the passes against them).
+# run along one axis, then the other. F(2x2)'s are 2-4 additions per number, written out below as NumPy
+# passes; F(4x4)'s are ~10 multiply-adds per number, which as passes would read and write every number ~20
+# times: there each stage is one small GEMM, B^T (6x6) @ (6, everything), reading and writing each number
+# once (a layer 1.1-1.2x faster; for F(2x2) the GEMM form was 1.3x slower than its passes).
 class WinogradTile:
-    """One tile size m: the transform matrices and the passes that apply B^T (a slices -> a) and A^T
-    (a slices -> m) along one axis. ``scratch``: how many arrays shaped like one output slice they need."""
+    """One tile size m: the transform matrices and, where they pay, the passes that apply B^T (a slices -> a)
+    and A^T (a slices -> m) along one axis (``scratch``: how many arrays shaped like one output slice they
+    need). Without passes (``apply_bt`` None) the transforms run as GEMMs with the matrices."""
 
-    def __init__(self, m, bt, g, at, apply_bt, apply_at, scratch):
+    def __init__(self, m, bt, g, at, apply_bt=None, apply_at=None, scratch=0):
         self.m, self.a = m, m + 2
         self.BT, self.G, self.AT = np.array(bt, float), np.array(g, float), np.array(at, float)
         self.apply_bt, self.apply_at, self.scratch = apply_bt, apply_at, scratch
@@ -435,56 +444,18 @@ def _at_2x2(m, out, s):
     out[1] -= m[3]
 
 
-def _bt_4x4(d, out, s):
-    np.multiply(d[2], 5, out=s[0])  # out0 = 4 d0 - 5 d2 + d4
-    np.multiply(d[0], 4, out=out[0])
-    out[0] -= s[0]
-    out[0] += d[4]
-    np.multiply(d[3], 5, out=s[0])  # out5 = 4 d1 - 5 d3 + d5
-    np.multiply(d[1], 4, out=out[5])
-    out[5] -= s[0]
-    out[5] += d[5]
-    np.add(d[1], d[2], out=s[0])  # out1 = (d3 + d4) - 4 (d1 + d2)
-    s[0] *= 4
-    np.add(d[3], d[4], out=out[1])
-    out[1] -= s[0]
-    np.subtract(d[1], d[2], out=s[0])  # out2 = (d4 - d3) + 4 (d1 - d2)
-    s[0] *= 4
-    np.subtract(d[4], d[3], out=out[2])
-    out[2] += s[0]
-    np.subtract(d[3], d[1], out=s[0])  # out3, out4 = (d4 - d2) +- 2 (d3 - d1)
-    s[0] *= 2
-    np.subtract(d[4], d[2], out=s[1])
-    np.add(s[1], s[0], out=out[3])
-    np.subtract(s[1], s[0], out=out[4])
-
-
-def _at_4x4(m, out, s):
-    np.add(m[1], m[2], out=out[2])  # a = m1 + m2, b = m1 - m2, c = m3 + m4, d = m3 - m4
-    np.subtract(m[1], m[2], out=out[1])
-    np.add(m[3], m[4], out=s[0])
-    np.subtract(m[3], m[4], out=s[1])
-    np.add(m[0], out[2], out=out[0])  # out0 = m0 + a + c
-    out[0] += s[0]
-    np.multiply(s[1], 8, out=out[3])  # out3 = b + 8 d + m5
-    out[3] += out[1]
-    out[3] += m[5]
-    s[0] *= 4  # out2 = a + 4 c
-    out[2] += s[0]
-    s[1] *= 2  # out1 = b + 2 d
-    out[1] += s[1]
-
-
 WINOGRAD_TILES = {
     2: WinogradTile(2, bt=[[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
                     g=[[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]],
                     at=[[1, 1, 1, 0], [0, 1, -1, -1]], apply_bt=_bt_2x2, apply_at=_at_2x2, scratch=0),
-    4: WinogradTile(4, bt=[[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
-                           [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
-                    g=[[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-                       [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
-                    at=[[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
-                    apply_bt=_bt_4x4, apply_at=_at_4x4, scratch=2),
+    # interpolation points 0, 1, -1, 1/2, -2 and infinity: measured here, 2-2.5x less float32 error than the
+    # usual 0, +-1, +-2 (Barabasz et al. 2020 study such choices); as GEMMs, fractions cost nothing extra
+    4: WinogradTile(4, bt=[[2, -3, -4, 3, 2, 0], [0, -2, 1, 5, 2, 0], [0, -2, 5, -1, -2, 0],
+                           [0, 2, 1, -2, -1, 0], [0, 1, -2, -1, 2, 0], [0, 2, -3, -4, 3, 2]],
+                    g=[[1 / 2, 0, 0], [1 / 6, 1 / 6, 1 / 6], [1 / 6, -1 / 6, 1 / 6],
+                       [16 / 15, 8 / 15, 4 / 15], [1 / 30, -1 / 15, 2 / 15], [0, 0, 1 / 2]],
+                    at=[[1, 1, 1, 1, 1, 0], [0, 1, -1, 1 / 2, -2, 0], [0, 1, 1, 1 / 4, 4, 0],
+                        [0, 1, -1, 1 / 8, -8, 1]]),
 }
 
 
@@ -495,10 +466,10 @@ def winograd_pays(cin, cout, pixels):
     Off where the BLAS's threads cannot be limited and it runs several (NumPy built on Accelerate or MKL):
     there every one of the small GEMMs per block would pay a thread barrier (3-8x slower when measured).
     """
-    if pixels < WINOGRAD_MIN_PIXELS or not (blas.available() or _ONE_BLAS_THREAD):
-        return 0
     narrow = min(cin, cout)
-    return 4 if narrow >= WINOGRAD_F4_MIN_CHANNELS else 2 if narrow >= WINOGRAD_MIN_CHANNELS else 0
+    if narrow < WINOGRAD_MIN_CHANNELS or pixels * narrow < WINOGRAD_MIN_WORK:
+        return 0
+    return WINOGRAD_AUTO_TILE if blas.available() or _ONE_BLAS_THREAD else 0
 
 
 def use_winograd(w_shape, strides, dilation, groups, pixels):
@@ -583,20 +554,37 @@ def _winograd_rows(x, u, b, pads, out, first, last, budget, epilogue=None, m=2):
 
 
 def _winograd_row_bytes(m, n, tw, c, co, itemsize):
-    """Bytes of all the arrays of one tile row of n images (tw tiles each): input phases, both transform
-    stages, V, the GEMMs' products, both output stages (scratch included)."""
-    a, s = m + 2, WINOGRAD_TILES[m].scratch
+    """Bytes of all the arrays of one tile row of n images (tw tiles each): the input block, both input
+    transform stages, V, the GEMMs' products, both output stages (scratch included)."""
+    tile = WINOGRAD_TILES[m]
+    a, s = tile.a, tile.scratch
+    if tile.apply_bt is None:  # padded rows, gathered tiles, stage 1, V | products, stage 1 (stage 2 reuses)
+        return n * tw * ((m * m + 3 * a * a) * c + (a * a + m * a) * co) * itemsize
     return n * tw * (m * m + a * m + a * a + s * (a + m)) * (c + co) * itemsize
 
 
 def _winograd_input(x, pads, m, t0, t1, tw, v):
     """V = B^T d B for the tiles of tile rows t0:t1, into v (a, a, N, t1-t0, tw, Cin): along rows (tile t
-    reads padded rows m*t + k), then along columns (phases)."""
+    reads padded rows m*t + k), then along columns."""
     tile = WINOGRAD_TILES[m]
     a, s = tile.a, tile.scratch
     n, _, _, c = x.shape
     (pt, _), (pl, _) = pads
     tb = t1 - t0
+    if tile.apply_bt is None:  # the tiles gathered as (a, a, tiles...), then two GEMMs with B^T
+        xb = _padded_rows(x, pt, pl, m * t0, m * t1 + 2, m * tw + 2)
+        s0, s1, s2, s3 = xb.strides
+        d = _workspace("wino_d", v.shape, x.dtype)
+        np.copyto(d, as_strided(xb, v.shape, (s1, s2, s0, m * s1, m * s2, s3), writeable=False))
+        bt = tile.BT.astype(x.dtype)
+        stage = _workspace("wino_e", v.shape, x.dtype)
+        np.matmul(bt, d.reshape(a, -1), out=stage.reshape(a, -1))  # along rows: (a, a) @ (a, a*tiles*C)
+        target = v.reshape(a, a, -1)  # a view unless v is a slice of tile rows of several images
+        np.matmul(bt, stage.reshape(a, a, -1), out=target)  # along columns, for each row of the tile
+        if not np.may_share_memory(target, v):
+            v[...] = target.reshape(v.shape)
+        return v
+    # passes: the padded block's columns dealt into m phases so that every pass reads contiguous rows
     xb = _phases(x, pt, pl, m * t0, m * tb + 2, m, tw + 1,
                  _workspace("wino_x", (m, n, m * tb + 2, tw + 1, c), x.dtype))
     rows = _workspace("wino_rows", (a, m, n, tb, tw + 1, c), x.dtype)
@@ -617,11 +605,19 @@ def _winograd_output(v, u, b, out, m, t0, t1, epilogue=None):
     _, oh, ow, co = out.shape
     prod = _workspace("wino_m", (a * a, n * tb * tw, co), v.dtype)
     np.matmul(v.reshape(a * a, -1, c), u, out=prod)  # the a*a GEMMs (tiles, cin) @ (cin, cout)
-    half = _workspace("wino_half", (m, a, n, tb, tw, co), v.dtype)
-    tile.apply_at(prod.reshape(a, a, n, tb, tw, co), half, _workspace("wino_s3", (s, a, n, tb, tw, co), v.dtype))
-    tiles = _workspace("wino_y", (m, m, n, tb, tw, co), v.dtype)
-    tile.apply_at([half[:, k] for k in range(a)], [tiles[:, j] for j in range(m)],
-                  _workspace("wino_s4", (s, m, n, tb, tw, co), v.dtype))
+    if tile.apply_at is None:  # two GEMMs with A^T; the second writes over the products, no longer needed
+        at = tile.AT.astype(v.dtype)
+        half = _workspace("wino_half", (m, a, n * tb * tw * co), v.dtype)
+        np.matmul(at, prod.reshape(a, -1), out=half.reshape(m, -1))
+        tiles = prod.reshape(-1)[:m * m * n * tb * tw * co].reshape(m, m, n, tb, tw, co)
+        np.matmul(at, half, out=tiles.reshape(m, m, -1))
+    else:
+        half = _workspace("wino_half", (m, a, n, tb, tw, co), v.dtype)
+        tile.apply_at(prod.reshape(a, a, n, tb, tw, co), half,
+                      _workspace("wino_s3", (s, a, n, tb, tw, co), v.dtype))
+        tiles = _workspace("wino_y", (m, m, n, tb, tw, co), v.dtype)
+        tile.apply_at([half[:, k] for k in range(a)], [tiles[:, j] for j in range(m)],
+                      _workspace("wino_s4", (s, m, n, tb, tw, co), v.dtype))
     rows_out = min(m * t1, oh) - m * t0
     placed = tiles.transpose(2, 3, 0, 4, 1, 5)  # (n, tb, m, tw, m, co): the tiles where they go
     if rows_out == m * tb and ow == m * tw:
