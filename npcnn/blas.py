@@ -191,6 +191,48 @@ SMALL_PRODUCT = 1 << 22
 most THREADS): a hand-off to the pool costs ~0.1 ms."""
 
 
+STREAM_MIN_BYTES = 16 << 20
+STREAM_MAX_WIDTH = 768
+"""One row times a matrix of STREAM_MIN_BYTES or more (a Dense layer at batch 1: its weights stream from
+memory) whose shorter side is at most STREAM_MAX_WIDTH goes through :func:`_row_times_matrix`. Measured on one
+thread against OpenBLAS's gemv (AVX-512 EPYC, interleaved medians): 20736x512 0.39x the time forward /
+0.55x backward, 200000x128 0.38x / 0.71x, 16384x512 0.60x / 0.59x, 8192x512 0.81x / 0.82x; at 1024 outputs
+and more, or for matrices that stay in cache, OpenBLAS is faster (20736x1024 1.2x, 4096x1000 1.1-1.4x)."""
+STREAM_ROWS = 256
+"""Rows of the matrix summed per partial sum in :func:`_row_times_matrix`."""
+
+
+def _row_times_matrix(a, b, out):
+    """a (1, K) @ b (K, N) for a tall, narrow b streamed from memory (see STREAM_MIN_BYTES), on every core.
+
+    b C-contiguous, N narrow: einsum's loop adds a[k] * b[k] to an output row that stays in L1 while b
+    streams past once; the sums run over STREAM_ROWS rows at a time, then the partial sums are added
+    (K / STREAM_ROWS of them): 5x more accurate than one running sum over K (and than the BLAS, measured
+    against float64 for K = 20736).
+    b = w.T of a C-contiguous w (N, K) with K narrow (the backward of the same layer): out[n] = w[n] . a[0],
+    one dot product of K contiguous numbers per output.
+    """
+    k, n = b.shape
+    row = a[0]
+    if b.flags.c_contiguous:
+        chunks = k // STREAM_ROWS
+        partial = np.empty((chunks + 1, n), out.dtype)
+        cut = chunks * STREAM_ROWS
+
+        def sums(p0, p1):
+            r0, r1 = p0 * STREAM_ROWS, p1 * STREAM_ROWS
+            np.einsum("pk,pkn->pn", row[r0:r1].reshape(p1 - p0, -1), b[r0:r1].reshape(p1 - p0, STREAM_ROWS, n),
+                      out=partial[p0:p1])
+
+        parallel(sums, chunks, parts=THREADS)
+        np.einsum("k,kn->n", row[cut:], b[cut:], out=partial[chunks])  # the last rows (zeros if none)
+        np.sum(partial, axis=0, out=out[0])
+    else:
+        w = b.T
+        parallel(lambda n0, n1: np.einsum("k,nk->n", row, w[n0:n1], out=out[0, n0:n1]), n, parts=THREADS)
+    return out
+
+
 def matmul(a, b, out=None):
     """``a @ b`` (NumPy's matmul rules, stacks included) on every core, each part's GEMM on one BLAS thread.
 
@@ -208,6 +250,10 @@ def matmul(a, b, out=None):
     if out is None:
         shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (m, n)
         out = np.empty(shape, np.result_type(a.dtype, b.dtype))
+    if a.ndim == b.ndim == 2 and m == 1 and b.nbytes >= STREAM_MIN_BYTES and out.flags.c_contiguous \
+            and a.dtype == b.dtype == out.dtype and ((b.flags.c_contiguous and n <= STREAM_MAX_WIDTH)
+                                                     or (b.flags.f_contiguous and k <= STREAM_MAX_WIDTH)):
+        return _row_times_matrix(a, b, out)
     stack = int(np.prod(out.shape[:-2]))
     with limited(1):
         parts = _parts(stack * m * k * n, SMALL_PRODUCT)
