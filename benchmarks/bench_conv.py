@@ -314,7 +314,7 @@ def section_layers(args, lines):
         med = timed({"npcnn": lambda: core.conv2d(x, w, None, (1, 1), pads), "plain": plain,
                      "sgemm": lambda: np.matmul(a, b, out=c)}, args.repeats, pause=0.25)
         flop = 2 * s * s * 9 * cin * cout
-        tile = core.use_winograd(w.shape, (1, 1), (1, 1), 1, s * s)
+        tile = core.use_winograd(w.shape, (1, 1), (1, 1), 1, (1, s, s))
         path = f"Winograd F({tile}×{tile},3×3)" if tile else "im2col + GEMM"
         gf = {k: flop / v / 1e9 for k, v in med.items()}
         tot.update({k: v for k, v in med.items()})
@@ -339,7 +339,7 @@ def section_profile(args, lines):
         kind = type(layer).__name__
         if kind == "Conv2D":
             tile = core.use_winograd(layer.params["kernel"].shape, layer.strides, layer.dilation_rate, layer.groups,
-                                     h.shape[0] * h.shape[1] * h.shape[2])
+                                     h.shape[:3])
             kind += f" (Winograd F({tile}×{tile}))" if tile else " (im2col)"
         out, cache = layer.apply(h)
         dy = np.ones_like(out)

@@ -69,10 +69,12 @@ WINOGRAD_AUTO_TILE = 4
 float64 for random weights (F(2×2) ~5e-7, im2col ~4e-7), because its output transform scales the rounding
 of the GEMM's sums by up to 8. Set 2 for the smaller error."""
 WINOGRAD_MIN_CHANNELS = 32
+WINOGRAD_MIN_SIDE = 8
 WINOGRAD_MIN_WORK = 1 << 17
 """The "auto" rule (2 cores, interleaved medians over a grid of square layers, cin = cout = 32-512 at
-14x14-112x112, and VGG16's layers): Winograd where the narrower of cin and cout is >= 32 and output pixels
-(all images of the batch) x that width >= 2^17. F(4×4) then took 0.5-0.8x the time of im2col (at 56x56x64
+14x14-112x112, and VGG16's layers): Winograd where the narrower of cin and cout is >= 32, each image's
+output is at least 8x8 (two whole 4x4 tiles a side: 7x7x32->64 at batch 128 was 1.22x slower) and output
+pixels (all images of the batch) x that width >= 2^17. F(4×4) then took 0.5-0.8x the time of im2col (at 56x56x64
 0.51, at 28x28x512 0.58); below it was even or slower (37x37x64 1.11x, 14x14x512 1.09x, 28x28x32 2.5x:
 too few tiles to pay for the transforms and for reading the 36 transformed kernels)."""
 
@@ -302,8 +304,9 @@ def conv2d_keep_cols(x, w, b=None, strides=(1, 1), pads=((0, 0), (0, 0)), dilati
     n, h, wd, cin = x.shape
     (pt, pb), (pl, pr) = pads
     oh, ow = _out_hw(h + pt + pb, wd + pl + pr, (kh, kw), strides, dilation)
-    simple = groups == 1 and not use_winograd(w.shape, strides, dilation, groups, n * oh * ow) and oh > 0 and ow > 0
-    if not simple or kh * kw == 1 or n * oh * ow * kh * kw * cin * x.itemsize > MEMORY_BUDGET:
+    # where its matrix fits, im2col even where Winograd would be faster forward: the weight gradient needs
+    # that matrix anyway (Fashion-MNIST training, 7x7x32->64 at batch 128: Winograd made an epoch 1.07x slower)
+    if groups != 1 or kh * kw == 1 or oh <= 0 or ow <= 0 or n * oh * ow * kh * kw * cin * x.itemsize > MEMORY_BUDGET:
         return conv2d(x, w, b, strides, pads, dilation, groups, epilogue), None
     dtype = np.result_type(x.dtype, w.dtype)
     x = x.astype(dtype, copy=False)
@@ -331,7 +334,7 @@ def _conv2d(x, w, b, strides, pads, dilation, groups, source, epilogue=None):
     if kh == kw == 1 and strides == (1, 1) and groups == 1 and pads == ((0, 0), (0, 0)):
         matmul(x.reshape(-1, cin), w.reshape(cin, cout), out=out.reshape(-1, cout))  # 1x1: no copy
         _finish(out, b, epilogue)
-    elif (m := use_winograd(w.shape, strides, dilation, groups, n * oh * ow)):
+    elif (m := use_winograd(w.shape, strides, dilation, groups, (n, oh, ow))):
         base, flipped = source  # the layer's kernel: transforms are cached on it (w may be a placeholder)
         u = _derived(base, ("winograd", m, flipped, dtype.str),
                      lambda: winograd_kernel((flip_kernel(base, groups) if flipped else base).astype(dtype), m))
@@ -459,27 +462,28 @@ WINOGRAD_TILES = {
 }
 
 
-def winograd_pays(cin, cout, pixels):
-    """The "auto" rule of :data:`WINOGRAD` for a 3×3 stride-1 layer with ``pixels`` output pixels (all
-    images): the tile size (4 or 2) where Winograd was measured to pay, else 0.
+def winograd_pays(cin, cout, out_shape):
+    """The "auto" rule of :data:`WINOGRAD` for a 3×3 stride-1 layer whose output is ``out_shape`` = (N, oh, ow):
+    the tile size where Winograd was measured to pay (WINOGRAD_AUTO_TILE), else 0.
 
     Off where the BLAS's threads cannot be limited and it runs several (NumPy built on Accelerate or MKL):
     there every one of the small GEMMs per block would pay a thread barrier (3-8x slower when measured).
     """
+    n, oh, ow = out_shape
     narrow = min(cin, cout)
-    if narrow < WINOGRAD_MIN_CHANNELS or pixels * narrow < WINOGRAD_MIN_WORK:
+    if narrow < WINOGRAD_MIN_CHANNELS or min(oh, ow) < WINOGRAD_MIN_SIDE or n * oh * ow * narrow < WINOGRAD_MIN_WORK:
         return 0
     return WINOGRAD_AUTO_TILE if blas.available() or _ONE_BLAS_THREAD else 0
 
 
-def use_winograd(w_shape, strides, dilation, groups, pixels):
-    """The Winograd tile size :func:`conv2d` uses for this kernel shape, geometry and output size: 2 or 4
-    (F(2×2, 3×3) or F(4×4, 3×3)), or 0 (the im2col path)."""
+def use_winograd(w_shape, strides, dilation, groups, out_shape):
+    """The Winograd tile size :func:`conv2d` uses for this kernel shape, geometry and output shape (N, oh, ow):
+    2 or 4 (F(2×2, 3×3) or F(4×4, 3×3)), or 0 (the im2col path)."""
     kh, kw, cin_g, cout = w_shape
     if (kh, kw) != (3, 3) or tuple(strides) != (1, 1) or tuple(dilation) != (1, 1) or groups != 1 or not WINOGRAD:
         return 0
     if WINOGRAD == "auto":
-        return winograd_pays(cin_g, cout, pixels)
+        return winograd_pays(cin_g, cout, out_shape)
     return 2 if WINOGRAD is True else int(WINOGRAD)
 
 
@@ -653,7 +657,7 @@ def conv2d_input_grad(dout, w, x_shape, strides=(1, 1), pads=((0, 0), (0, 0)), d
     oh, ow = dout.shape[1:3]
     dout = dout.astype(np.result_type(dout.dtype, w.dtype), copy=False)
     flipped_shape = (kh, kw, cout // groups, cin)
-    fast = use_winograd(flipped_shape, (1, 1), (dh, dw), groups, n * h * wd)
+    fast = use_winograd(flipped_shape, (1, 1), (dh, dw), groups, (n, h, wd))
     if (sh, sw) == (1, 1) and (fast or cin >= cout):
         # dx_pad[p] = sum_a dout[p - a*d] w[a]: a stride-1 correlation of the zero-padded dout with the
         # flipped kernel; padding dout by (k-1)*d - pad lands directly on the unpadded dx. Its im2col

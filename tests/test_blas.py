@@ -214,7 +214,7 @@ def test_without_a_controllable_blas_everything_falls_back_to_numpy(rng, monkeyp
     np.testing.assert_allclose(blas.matmul(a, b), a @ b, rtol=1e-13)
     with blas.limited(1):  # a no-op
         pass
-    assert not core.winograd_pays(128, 128, 56 * 56) or core._ONE_BLAS_THREAD
+    assert not core.winograd_pays(128, 128, (1, 56, 56)) or core._ONE_BLAS_THREAD
     x, w = rng.standard_normal((1, 30, 30, 64)), rng.standard_normal((3, 3, 64, 64))
     pads = ((1, 1), (1, 1))
     np.testing.assert_allclose(core.conv2d(x, w, None, (1, 1), pads),

@@ -129,7 +129,7 @@ def test_winograd_matches_plain_im2col(rng, plain, monkeypatch, hw, padding, n, 
     monkeypatch.setattr(core, "WINOGRAD", tile)
     x, w, pads = _case(rng, (3, 3), (1, 1), (1, 1), 1, padding, n=n, hw=hw, cin=5, cout=7)
     b = rng.standard_normal(7)
-    assert core.use_winograd(w.shape, (1, 1), (1, 1), 1, n * hw[0] * hw[1]) == tile
+    assert core.use_winograd(w.shape, (1, 1), (1, 1), 1, (n, *hw)) == tile
     fast = core.conv2d(x, w, b, (1, 1), pads)
     slow = plain(core.conv2d, x, w, b, (1, 1), pads)
     np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-12)
@@ -181,26 +181,30 @@ def test_winograd_passes_are_their_matrices(rng, m):
 
 
 def test_auto_rule_picks_winograd_by_work(monkeypatch):
-    """"auto": the tile WINOGRAD_AUTO_TILE where the narrower channel count is >= WINOGRAD_MIN_CHANNELS and
-    output pixels x that count >= WINOGRAD_MIN_WORK, im2col otherwise; only for 3x3 stride-1 undilated
-    ungrouped kernels."""
+    """"auto": the tile WINOGRAD_AUTO_TILE where the narrower channel count is >= WINOGRAD_MIN_CHANNELS, each
+    image's output is at least WINOGRAD_MIN_SIDE a side and output pixels x that count >= WINOGRAD_MIN_WORK;
+    im2col otherwise; only for 3x3 stride-1 undilated ungrouped kernels."""
     monkeypatch.setattr(core, "WINOGRAD", "auto")
     monkeypatch.setattr(core, "_ONE_BLAS_THREAD", True)  # as if the BLAS could be kept to one thread
-    narrow = core.WINOGRAD_MIN_CHANNELS
-    big = -(-core.WINOGRAD_MIN_WORK // narrow)  # pixels that just pay at the narrowest width
-    assert core.use_winograd((3, 3, narrow, 512), (1, 1), (1, 1), 1, big) == 4
-    assert core.use_winograd((3, 3, 512, narrow), (1, 1), (1, 1), 1, big) == 4
-    assert core.use_winograd((3, 3, 4 * narrow, 512), (1, 1), (1, 1), 1, big // 4) == 4  # wider: fewer pixels
-    assert core.use_winograd((3, 3, 4 * narrow, 512), (1, 1), (1, 1), 1, big // 4 - 1) == 0
-    assert core.use_winograd((3, 3, narrow, 512), (1, 1), (1, 1), 1, big - 1) == 0
-    assert core.use_winograd((3, 3, narrow - 1, 512), (1, 1), (1, 1), 1, 100 * big) == 0
-    assert core.use_winograd((3, 3, 512, 512), (2, 2), (1, 1), 1, big) == 0
-    assert core.use_winograd((3, 3, 512, 512), (1, 1), (2, 2), 1, big) == 0
-    assert core.use_winograd((5, 5, 512, 512), (1, 1), (1, 1), 1, big) == 0
+    monkeypatch.setattr(core, "WINOGRAD_MIN_CHANNELS", 32)
+    monkeypatch.setattr(core, "WINOGRAD_MIN_WORK", 32 * 64 * 64)
+    monkeypatch.setattr(core, "WINOGRAD_MIN_SIDE", 8)
+    use = lambda cin, cout, out_shape, strides=(1, 1), dilation=(1, 1), k=3: core.use_winograd(
+        (k, k, cin, cout), strides, dilation, 1, out_shape)
+    assert use(32, 512, (1, 64, 64)) == use(512, 32, (1, 64, 64)) == 4
+    assert use(32, 512, (1, 64, 63)) == 0  # too little work
+    assert use(128, 512, (1, 32, 32)) == 4  # wider: fewer pixels suffice
+    assert use(128, 512, (1, 32, 31)) == 0
+    assert use(128, 512, (4, 16, 16)) == 4  # the batch counts
+    assert use(31, 512, (9, 100, 100)) == 0  # too narrow
+    assert use(512, 512, (64, 7, 7)) == 0 and use(512, 512, (64, 8, 8)) == 4  # maps too small for whole tiles
+    assert use(512, 512, (1, 64, 64), strides=(2, 2)) == 0
+    assert use(512, 512, (1, 64, 64), dilation=(2, 2)) == 0
+    assert use(512, 512, (1, 64, 64), k=5) == 0
     monkeypatch.setattr(core, "WINOGRAD_AUTO_TILE", 2)
-    assert core.use_winograd((3, 3, narrow, 512), (1, 1), (1, 1), 1, big) == 2
+    assert use(32, 512, (1, 64, 64)) == 2
     monkeypatch.setattr(core, "WINOGRAD", False)
-    assert core.use_winograd((3, 3, 512, 512), (1, 1), (1, 1), 1, big) == 0
+    assert use(512, 512, (1, 64, 64)) == 0
 
 
 @pytest.mark.parametrize("kernel,strides,dilation,groups,padding", GEOMETRIES[:4] + [GEOMETRIES[7]])
