@@ -64,19 +64,19 @@ WINOGRAD = "auto"
 with the tile WINOGRAD_AUTO_TILE), 2 or 4 (F(2×2, 3×3) or F(4×4, 3×3) on every such layer; True means 2),
 False (never: the plain im2col path)."""
 WINOGRAD_AUTO_TILE = 4
-"""The tile "auto" uses. F(4×4) took 0.55-0.8x the time of F(2×2) on every layer measured (32-512 channels,
-14x14 to 224x224, 2 cores); its float32 error is larger: up to ~5e-6 of a layer's largest output against
-float64 for random weights (F(2×2) ~5e-7, im2col ~4e-7), because its output transform scales the rounding
-of the GEMM's sums by up to 8. Set 2 for the smaller error."""
+"""The tile "auto" uses. F(4×4) took 0.56-0.94x the time of F(2×2) wherever the rule below picks Winograd
+(square layers of 32-512 channels, 20x20 to 224x224, 2 cores); its float32 error is larger: up to ~5e-6 of
+a layer's largest output against float64 for random weights (F(2×2) ~5e-7, im2col ~4e-7), because its
+output transform scales the rounding of the GEMM's sums by up to 8. Set 2 for the smaller error."""
 WINOGRAD_MIN_CHANNELS = 32
 WINOGRAD_MIN_SIDE = 8
 WINOGRAD_MIN_WORK = 1 << 17
 """The "auto" rule (2 cores, interleaved medians over a grid of square layers, cin = cout = 32-512 at
 14x14-112x112, and VGG16's layers): Winograd where the narrower of cin and cout is >= 32, each image's
 output is at least 8x8 (two whole 4x4 tiles a side: 7x7x32->64 at batch 128 was 1.22x slower) and output
-pixels (all images of the batch) x that width >= 2^17. F(4×4) then took 0.5-0.8x the time of im2col (at 56x56x64
-0.51, at 28x28x512 0.58); below it was even or slower (37x37x64 1.11x, 14x14x512 1.09x, 28x28x32 2.5x:
-too few tiles to pay for the transforms and for reading the 36 transformed kernels)."""
+pixels (all images of the batch) x that width >= 2^17. F(4×4) then took 0.5-0.8x the time of im2col (56x56x64
+0.51, 28x28x512 0.58; one even: 37x37x128); below the rule it was even or slower (37x37x64 1.11x, 14x14x512
+1.09x, 28x28x32 2.5x: too few tiles to pay for the transforms and for reading the 36 transformed kernels)."""
 
 PLANAR_MAX_CHANNELS = 3
 """Inputs with at most this many channels (a grey or RGB image) are handled as channel planes: im2col
@@ -306,7 +306,8 @@ def conv2d_keep_cols(x, w, b=None, strides=(1, 1), pads=((0, 0), (0, 0)), dilati
     oh, ow = _out_hw(h + pt + pb, wd + pl + pr, (kh, kw), strides, dilation)
     # where its matrix fits, im2col even where Winograd would be faster forward: the weight gradient needs
     # that matrix anyway (Fashion-MNIST training, 7x7x32->64 at batch 128: Winograd made an epoch 1.07x slower)
-    if groups != 1 or kh * kw == 1 or oh <= 0 or ow <= 0 or n * oh * ow * kh * kw * cin * x.itemsize > MEMORY_BUDGET:
+    fits = n * oh * ow * kh * kw * cin * x.itemsize <= MEMORY_BUDGET
+    if groups != 1 or kh * kw == 1 or oh <= 0 or ow <= 0 or not fits:
         return conv2d(x, w, b, strides, pads, dilation, groups, epilogue), None
     dtype = np.result_type(x.dtype, w.dtype)
     x = x.astype(dtype, copy=False)
@@ -471,7 +472,9 @@ def winograd_pays(cin, cout, out_shape):
     """
     n, oh, ow = out_shape
     narrow = min(cin, cout)
-    if narrow < WINOGRAD_MIN_CHANNELS or min(oh, ow) < WINOGRAD_MIN_SIDE or n * oh * ow * narrow < WINOGRAD_MIN_WORK:
+    if narrow < WINOGRAD_MIN_CHANNELS or min(oh, ow) < WINOGRAD_MIN_SIDE:
+        return 0
+    if n * oh * ow * narrow < WINOGRAD_MIN_WORK:
         return 0
     return WINOGRAD_AUTO_TILE if blas.available() or _ONE_BLAS_THREAD else 0
 
