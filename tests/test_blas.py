@@ -191,18 +191,23 @@ def test_activations_in_row_blocks_on_threads_change_nothing(rng, monkeypatch, n
 
 @pytest.mark.parametrize("n", [1, 2, 5])  # parts of rows (fewer images than parts), or of images
 @pytest.mark.parametrize("budget", [core.MEMORY_BUDGET, 2000])
-def test_im2col_convolution_in_parts_on_threads_matches_the_direct_loop(rng, monkeypatch, n, budget):
+@pytest.mark.parametrize("hw,cout", [((9, 8), 5), ((3, 3), 20)])  # more pixels than channels, or fewer
+def test_im2col_convolution_in_parts_on_threads_matches_the_direct_loop(rng, monkeypatch, n, budget, hw, cout):
+    """Split over parts of images, of output rows, or (fewer pixels than output channels, one im2col
+    matrix that fits the budget) of output channels: the same numbers as the direct loop every way."""
     monkeypatch.setattr(blas, "THREADS", 3)
     monkeypatch.setattr(blas, "MIN_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(blas, "SMALL_PRODUCT", 0)
     monkeypatch.setattr(core, "MEMORY_BUDGET", budget)
     monkeypatch.setattr(core, "WINOGRAD", False)
-    x = rng.standard_normal((n, 9, 8, 4))
-    w = rng.standard_normal((3, 2, 4, 5))
-    b = rng.standard_normal(5)
+    x = rng.standard_normal((n, *hw, 4))
+    w = rng.standard_normal((3, 2, 4, cout))
+    b = rng.standard_normal(cout)
     for strides in [(1, 1), (2, 1)]:
         pads = core.resolve_padding("same", x.shape[1:3], (3, 2), strides)
-        np.testing.assert_allclose(core.conv2d(x, w, b, strides, pads),
-                                   direct_conv(x, w, strides, pads, (1, 1)) + b, rtol=1e-12, atol=1e-12)
+        got = core.conv2d(x, w, b, strides, pads, epilogue=lambda z: np.maximum(z, 0, out=z))
+        np.testing.assert_allclose(got, np.maximum(direct_conv(x, w, strides, pads, (1, 1)) + b, 0),
+                                   rtol=1e-12, atol=1e-12)
 
 
 def test_without_a_controllable_blas_everything_falls_back_to_numpy(rng, monkeypatch):
