@@ -380,7 +380,7 @@ def _im2col_conv(x, w, b, strides, pads, dilation, groups, out, epilogue=None):
     parts = blas.gemm_parts()
     budget = MEMORY_BUDGET // parts
     pixels, k = n * oh * ow, w[..., 0].size
-    parts = min(parts, blas._parts(pixels * k * cout, blas.SMALL_PRODUCT))  # a part per SMALL_PRODUCT multiply-adds
+    parts = min(parts, blas._parts(pixels * k * cout, blas.SMALL_PRODUCT))  # one per SMALL_PRODUCT multiply-adds
     if parts > 1 and groups == 1 and pixels < cout and pixels * k * x.itemsize <= MEMORY_BUDGET:
         cols = _im2col(x, 0, oh, ow, w.shape[:2], strides, pads, dilation)
         matmul(cols, w.reshape(k, cout), out=out.reshape(pixels, cout))
@@ -472,8 +472,8 @@ WINOGRAD_TILES = {
 
 
 def winograd_pays(cin, cout, out_shape):
-    """The "auto" rule of :data:`WINOGRAD` for a 3×3 stride-1 layer whose output is ``out_shape`` = (N, oh, ow):
-    the tile size where Winograd was measured to pay (WINOGRAD_AUTO_TILE), else 0.
+    """The "auto" rule of :data:`WINOGRAD` for a 3×3 stride-1 layer whose output is ``out_shape``
+    (N, oh, ow): the tile size where Winograd was measured to pay (WINOGRAD_AUTO_TILE), else 0.
 
     Off where the BLAS's threads cannot be limited and it runs several (NumPy built on Accelerate or MKL):
     there every one of the small GEMMs per block would pay a thread barrier (3-8x slower when measured).
