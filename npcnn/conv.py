@@ -345,26 +345,21 @@ def _conv2d(x, w, b, strides, pads, dilation, groups, source, epilogue=None):
     return out
 
 
-def _add_bias(block, b):
-    """block (N, rows, ow, C) += b, a whole row (b repeated ow times) per step: NumPy adding b (C,) to each
-    pixel in turn loops over C numbers at a time, 3-4x slower for C = 16. block: rows of an NHWC array."""
-    n, rows, ow, c = block.shape
-    block.reshape(n, rows, ow * c)[...] += np.tile(b, ow)
+def _finish_block(block, b, epilogue):
+    """block (N, rows, ow, C), rows of an NHWC output: += b, then the epilogue, in place. The bias goes in a
+    whole row (b repeated ow times) per step: NumPy adding b (C,) to each pixel in turn loops over C numbers
+    at a time, 3-4x slower for C = 16."""
+    if b is not None:
+        n, rows, ow, c = block.shape
+        block.reshape(n, rows, ow * c)[...] += np.tile(b, ow)
+    if epilogue is not None:
+        epilogue(block)
 
 
 def _finish(out, b, epilogue):
     """out += b, then the epilogue, over a whole output (N, oh, ow, Cout) in blocks of rows on every core."""
-    if b is None and epilogue is None:
-        return
-
-    def rows(r0, r1):
-        block = out[:, r0:r1]
-        if b is not None:
-            _add_bias(block, b)
-        if epilogue is not None:
-            epilogue(block)
-
-    parallel_chunks(rows, out.shape[1], out.nbytes)
+    if b is not None or epilogue is not None:
+        parallel_chunks(lambda r0, r1: _finish_block(out[:, r0:r1], b, epilogue), out.shape[1], out.nbytes)
 
 
 def _im2col_conv(x, w, b, strides, pads, dilation, groups, out, epilogue=None):
@@ -416,10 +411,7 @@ def _im2col_rows(x, w, b, strides, pads, dilation, groups, out, first, budget, e
         else:  # (G, M, taps*cin_g) @ (G, taps*cin_g, cout_g) -> (M, G*cout_g)
             res = np.matmul(_cols_by_group(cols, groups, kh * kw), wmat)
             dest[...] = res.transpose(1, 0, 2).reshape(dest.shape)
-        if b is not None:
-            _add_bias(block, b)  # while the block is still in cache
-        if epilogue is not None:
-            epilogue(dest)
+        _finish_block(block, b, epilogue)  # while the block is still in cache
 
 
 # ---------------------------------------------------------------- Winograd F(mxm, 3x3)
