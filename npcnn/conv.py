@@ -868,22 +868,22 @@ def pool2d_argmax(x, out, pool, strides, pads):
     return winner
 
 
-def _max_pool_backward(dout, xpad, out, pool, strides, dtaps):
-    """dx of a max pool straight from its input, without building the winner indices first.
+def _route_max(dout, out, taps, disjoint):
+    """Route each window's gradient to its first maximum, tap by tap (row-major in the window).
 
-    Tap by tap (row-major in the window): hit = (x_tap == out) and no earlier tap won; dx_tap gets dout
-    where hit. Four vectorised ops per tap. When windows do not overlap (strides >= pool) every dx pixel
-    belongs to one tap, so the product is written in place instead of added.
-    xpad (N, Hp, Wp, C) padded with -inf; dout, out (N, oh, ow, C); dtaps: :func:`_taps` of dx.
+    taps: (x_tap, dx_tap) pairs, views shaped like ``out`` (N, oh, ow, C) of the input and of dx, one per
+    window offset. Per tap: hit = (x_tap == out) and no earlier tap won (the first maximum wins ties, as
+    TensorFlow); dx_tap gets dout where hit. When windows do not overlap (``disjoint``) every dx number
+    belongs to one tap, so the product is written, not added (dx_tap may then be x_tap's own memory:
+    hit is taken before it is overwritten).
     """
-    disjoint = strides[0] >= pool[0] and strides[1] >= pool[1]
     taken = np.zeros(out.shape, dtype=bool)
     hit = np.empty(out.shape, dtype=bool)
-    last = pool[0] * pool[1] - 1
-    for k, ((_, xtap), (_, dtap)) in enumerate(zip(_taps(xpad, pool, strides, (1, 1), out.shape[1:3]), dtaps)):
+    taps = list(taps)
+    for k, (xtap, dtap) in enumerate(taps):
         np.equal(xtap, out, out=hit)
-        np.greater(hit, taken, out=hit)  # hit and not taken: the first maximum wins ties, as TensorFlow
-        if k < last:
+        np.greater(hit, taken, out=hit)  # hit and not taken
+        if k < len(taps) - 1:
             taken |= hit
         if disjoint:
             np.multiply(dout, hit, out=dtap)
@@ -891,34 +891,39 @@ def _max_pool_backward(dout, xpad, out, pool, strides, dtaps):
             dtap += dout * hit
 
 
-def _max_pool_backward_tiled(dout, xc, out, pool, dxc):
-    """dx of a max pool whose windows tile the input (strides == pool), computed on whole rows.
+def _max_pool_backward(dout, xpad, out, pool, strides, dtaps):
+    """dx of a max pool straight from its input, without building the winner indices first: the tap
+    loop of :func:`_route_max` on strided views of xpad (N, Hp, Wp, C, padded with -inf) and of dx
+    (dtaps: :func:`_taps` of dx); dout, out (N, oh, ow, C)."""
+    xtaps = (view for _, view in _taps(xpad, pool, strides, (1, 1), out.shape[1:3]))
+    disjoint = strides[0] >= pool[0] and strides[1] >= pool[1]
+    _route_max(dout, out, zip(xtaps, (view for _, view in dtaps)), disjoint)
 
-    The kh input rows of one row of windows are seen as (kh, ow*kw*C) numbers, so every step is an
-    elementwise op along whole rows (a tap-by-tap loop moves C numbers at a time: 2-3x slower for C = 16):
-      up     = out repeated kw times along the row            (the window's maximum under each of its numbers)
-      hit    = x == up
-      first  = hit, less the hits with an earlier hit in their window row (shifted by j*C along the row,
-               j = 1..kw-1) and those whose window has a hit in an earlier row: the first maximum in
-               row-major order takes the gradient, as TensorFlow
-      dx     = (dout repeated kw times) * first
-    xc, dxc: (N, oh*kh, ow*kw, C) views of the input and of dx (W and C contiguous); out, dout: (N, oh, ow, C).
+
+def _as_pixels(a):
+    """(..., C) with C contiguous -> (...): a view whose elements are whole pixels, opaque blocks of
+    C*itemsize bytes. A copy between strided views moves each pixel as one element (NumPy copies a
+    strided float view C numbers at a time: 2x slower for C = 16)."""
+    return a.view(np.dtype((np.void, a.shape[-1] * a.itemsize)))[..., 0]
+
+
+def _max_pool_backward_tiled(dout, xc, out, pool, dxc):
+    """dx of a max pool whose windows tile the input (strides == pool), on contiguous arrays.
+
+    The windows' pixels are gathered tap-major, (kh, kw, N, oh, ow, C), by one copy of whole pixels
+    (:func:`_as_pixels`); the tap loop (:func:`_route_max`) then runs on contiguous arrays, writing each
+    tap's gradient over its gathered numbers, and one copy scatters them back into dx. On strided views the
+    same loop moves C numbers at a time (150x150x16: 0.50 vs 0.74 ms, 37x37x64 0.13 vs 0.24, one thread).
+    xc, dxc: (N, oh*kh, ow*kw, C) views of the input and of dx (C contiguous); out, dout: (N, oh, ow, C).
     """
     (kh, kw), (n, oh, ow, c) = pool, out.shape
-    f = ow * kw * c
-    hit = np.equal(xc.reshape(n, oh, kh, f), np.repeat(out, kw, axis=2).reshape(n, oh, 1, f))
-    first = hit.copy()
-    column = (np.arange(f) // c) % kw  # which column of its window each number sits in
-    row_any = hit[:, :, :kh - 1].copy()  # a hit anywhere in the window row (rows 0..kh-2 only are needed)
-    for j in range(1, kw):  # the number j columns to the left (right) lies in the same window
-        left, right = column[j * c:] >= j, column[:-j * c] < kw - j
-        np.greater(first[..., j * c:], hit[..., :-j * c] & left, out=first[..., j * c:])
-        row_any[..., j * c:] |= hit[:, :, :kh - 1, :-j * c] & left
-        row_any[..., :-j * c] |= hit[:, :, :kh - 1, j * c:] & right
-    for a in range(1, kh):
-        taken = np.logical_or.reduce(row_any[:, :, :a], axis=2)
-        np.greater(first[:, :, a], taken, out=first[:, :, a])
-    np.multiply(np.repeat(dout, kw, axis=2).reshape(n, oh, 1, f), first, out=dxc.reshape(n, oh, kh, f))
+    if xc.strides[-1] != xc.itemsize:
+        xc = np.ascontiguousarray(xc)
+    taps = _workspace("pool_taps", (kh, kw, n, oh, ow, c), out.dtype)
+    windows_of = lambda a: _as_pixels(a).reshape(n, oh, kh, ow, kw).transpose(2, 4, 0, 1, 3)
+    np.copyto(_as_pixels(taps), windows_of(xc))
+    _route_max(dout, out, ((taps[a, b], taps[a, b]) for a in range(kh) for b in range(kw)), disjoint=True)
+    np.copyto(windows_of(dxc), _as_pixels(taps))
 
 
 def pool2d_backward(dout, x, out, pool, strides, pads, mode, winner=None):

@@ -421,6 +421,25 @@ def test_relu_derivative_keeps_the_gradient_dtype(rng):
     np.testing.assert_array_equal(relu_derivative(z, negative_slope=0.1), np.where(z > 0, 1, 0.1).astype(np.float32))
 
 
+@pytest.mark.parametrize("shape", [(5,), (1, 150, 150, 16), (16384 * 2,), (7, 5001)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_in_rows_against_zeros_equals_maximum(rng, shape, dtype):
+    """relu() (rows against a row of zeros, the remainder apart) equals np.maximum(z, 0) exactly: new
+    array, in place, transposed views, NaNs kept, -0.0 and the last partial row included."""
+    from npcnn.activations import ACTIVATIONS, relu
+    z = rng.standard_normal(shape).astype(dtype)
+    flat = z.reshape(-1)
+    flat[::997], flat[1::991], flat[-1] = np.nan, -0.0, -3.0
+    want = np.maximum(z, 0)
+    got = relu(z)
+    assert got.dtype == dtype and got is not z
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(relu(z.T), want.T)
+    inplace = z.copy()
+    ACTIVATIONS["relu"].forward_into(inplace, negative_slope=0.0, max_value=None, threshold=0.0)
+    np.testing.assert_array_equal(inplace, want)
+
+
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
 def test_convolution_works_in_a_forked_child(rng):
     """The copy threads do not survive fork(); a child process must start its own instead of hanging."""
