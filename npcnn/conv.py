@@ -407,7 +407,7 @@ def _im2col_rows(x, w, b, strides, pads, dilation, groups, out, first, budget, e
         block = out[n0:n1, r0:r1]
         dest = block.reshape(-1, cout)
         if groups == 1:
-            np.matmul(cols, wmat[0], out=dest)
+            blas.gemm(cols, wmat[0], dest)
         else:  # (G, M, taps*cin_g) @ (G, taps*cin_g, cout_g) -> (M, G*cout_g)
             res = np.matmul(_cols_by_group(cols, groups, kh * kw), wmat)
             dest[...] = res.transpose(1, 0, 2).reshape(dest.shape)

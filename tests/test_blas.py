@@ -224,3 +224,57 @@ def test_without_a_controllable_blas_everything_falls_back_to_numpy(rng, monkeyp
     pads = ((1, 1), (1, 1))
     np.testing.assert_allclose(core.conv2d(x, w, None, (1, 1), pads),
                                direct_conv(x, w, (1, 1), pads, (1, 1)), rtol=1e-10, atol=1e-10)
+
+
+@pytest.fixture
+def small_kernels(monkeypatch):
+    """Cut products as on a BLAS with small-matrix kernels (whatever this machine's BLAS is), with a
+    small bound so that small test matrices are cut into several blocks and a remainder."""
+    monkeypatch.setattr(blas, "SMALL_KERNELS", True)
+    monkeypatch.setattr(blas, "SMALL_GEMM", 600)
+
+
+@pytest.mark.parametrize("a_shape,b_shape,cut", [
+    ((97, 6), (6, 8), "rows"),              # 12 rows a block, one short block left
+    ((96, 6), (6, 8), "rows"),              # blocks exactly
+    ((5, 6), (6, 203), "columns"),          # the longer side is N
+    ((3, 41, 4), (2, 3, 4, 5), "rows"),     # stacks broadcast: (G, M, K) @ (taps, G, K, N)
+    ((8, 10), (10, 7), None),               # within the bound: one call
+    ((400, 60), (60, 40), None),            # a block would have fewer than SMALL_GEMM_MIN_SIDE rows
+])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_gemm_in_small_blocks_equals_matmul(rng, small_kernels, monkeypatch, a_shape, b_shape, cut, order):
+    a = rng.standard_normal(a_shape).astype(np.float32)
+    if order == "F":  # the planar im2col matrix is the transposed view of a (K, M) array
+        a = np.asfortranarray(a) if a.ndim == 2 else a.transpose(0, 2, 1).copy().transpose(0, 2, 1)
+    b = rng.standard_normal(b_shape).astype(np.float32)
+    want = np.matmul(a.astype(np.float64), b)
+    wide = np.full(want.shape[:-1] + (want.shape[-1] + 3,), np.nan, np.float32)
+    out = wide[..., 1:-2]  # rows of the output not contiguous with each other
+    calls = []
+    matmul = np.matmul
+    monkeypatch.setattr(blas.np, "matmul", lambda x, y, out=None: calls.append((x.shape, y.shape)) or matmul(x, y, out=out))
+    assert blas.gemm(a, b, out) is out
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+    assert np.isnan(wide[..., 0]).all() and np.isnan(wide[..., -2:]).all()  # nothing written outside
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    if cut is None:
+        assert len(calls) == 1 and calls[0] == (a.shape, b.shape)
+    else:
+        block = calls[0][0][-2] if cut == "rows" else calls[0][1][-1]
+        assert block * k * (n if cut == "rows" else m) <= blas.SMALL_GEMM
+        assert len(calls) == 1 + ((m if cut == "rows" else n) % block > 0)
+
+
+def test_gemm_keeps_float64_and_other_blas_whole(rng, monkeypatch):
+    """Only float32 products on a BLAS with small-matrix kernels are cut."""
+    calls = []
+    matmul = np.matmul
+    monkeypatch.setattr(blas.np, "matmul", lambda x, y, out=None: calls.append(x.shape) or matmul(x, y, out=out))
+    monkeypatch.setattr(blas, "SMALL_GEMM", 600)
+    a, b = rng.standard_normal((97, 6)), rng.standard_normal((6, 8))
+    for kernels, dtype in [(True, np.float64), (False, np.float32)]:
+        monkeypatch.setattr(blas, "SMALL_KERNELS", kernels)
+        calls.clear()
+        blas.gemm(a.astype(dtype), b.astype(dtype), np.empty((97, 8), dtype))
+        assert calls == [(97, 6)]
