@@ -193,9 +193,10 @@ def settle(seconds):
         pass
 
 
-def timed(cases, repeats, pause=0.25):
-    """{name: callable} -> {name: median seconds}: warm-up, then interleaved rounds (rotating order),
-    with a :func:`settle` pause before every call."""
+def timed(cases, repeats, pause=0.25, burst=1):
+    """{name: callable} -> {name: median seconds per call}: warm-up, then interleaved rounds (rotating
+    order), with a :func:`settle` pause before every call (``burst`` > 1: before every run of ``burst``
+    calls back to back, timed together)."""
     for f in cases.values():
         f()
     names = list(cases)
@@ -204,8 +205,9 @@ def timed(cases, repeats, pause=0.25):
         for k in names[r % len(names):] + names[:r % len(names)]:
             settle(pause)
             t0 = time.perf_counter()
-            cases[k]()
-            times[k].append(time.perf_counter() - t0)
+            for _ in range(burst):
+                cases[k]()
+            times[k].append((time.perf_counter() - t0) / burst)
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
@@ -290,10 +292,13 @@ def vgg_conv_shapes(hw=224):
 
 def section_layers(args, lines):
     """Each 3x3 conv of VGG16 (batch 1): npcnn's conv2d (whichever path it takes), the plain im2col path,
-    and np.matmul of the same (M, K) @ (K, N) im2col matrices; GFLOP/s counted as 2*M*K*N."""
+    and np.matmul of the same (M, K) @ (K, N) im2col matrices; GFLOP/s counted as 2*M*K*N. Each call
+    comes after a quiet 0.25 s (the cores idle but one; on the VMs here a thread woken then runs up to
+    ~1.5x slower for its first milliseconds), and again as 5 calls back to back (steady state: "b2b")."""
     rng = np.random.default_rng(0)
-    out = ["| layer (H×W×Cin→Cout) | path | npcnn ms | GFLOP/s | plain im2col GFLOP/s | np.matmul GFLOP/s | npcnn / sgemm |",
-           "|---|---|---:|---:|---:|---:|---:|"]
+    out = ["| layer (H×W×Cin→Cout) | path | npcnn ms | GFLOP/s | plain im2col GFLOP/s | np.matmul GFLOP/s | npcnn / sgemm "
+           "| b2b: npcnn ms | sgemm ms | npcnn / sgemm |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     tot = collections.Counter()
     for s, cin, cout in vgg_conv_shapes():
         x = rng.standard_normal((1, s, s, cin), dtype=np.float32)
@@ -313,16 +318,21 @@ def section_layers(args, lines):
 
         med = timed({"npcnn": lambda: core.conv2d(x, w, None, (1, 1), pads), "plain": plain,
                      "sgemm": lambda: np.matmul(a, b, out=c)}, args.repeats, pause=0.25)
+        b2b = timed({"npcnn": lambda: core.conv2d(x, w, None, (1, 1), pads),
+                     "sgemm": lambda: np.matmul(a, b, out=c)}, max(3, args.repeats // 2), pause=0.25, burst=5)
         flop = 2 * s * s * 9 * cin * cout
         tile = core.use_winograd(w.shape, (1, 1), (1, 1), 1, (1, s, s))
         path = f"Winograd F({tile}×{tile},3×3)" if tile else "im2col + GEMM"
         gf = {k: flop / v / 1e9 for k, v in med.items()}
         tot.update({k: v for k, v in med.items()})
+        tot.update({"b2b " + k: v for k, v in b2b.items()})
         out.append(f"| {s}×{s}×{cin}→{cout} | {path} | {med['npcnn'] * 1e3:.2f} | {gf['npcnn']:.0f} | {gf['plain']:.0f} | "
-                   f"{gf['sgemm']:.0f} | {gf['npcnn'] / gf['sgemm']:.2f} |")
+                   f"{gf['sgemm']:.0f} | {gf['npcnn'] / gf['sgemm']:.2f} | {b2b['npcnn'] * 1e3:.2f} | "
+                   f"{b2b['sgemm'] * 1e3:.2f} | {b2b['sgemm'] / b2b['npcnn']:.2f} |")
         print(out[-1], flush=True)
     out.append(f"| all 13 | | {tot['npcnn'] * 1e3:.1f} | | (plain {tot['plain'] * 1e3:.1f} ms) | "
-               f"(sgemm {tot['sgemm'] * 1e3:.1f} ms) | {tot['sgemm'] / tot['npcnn']:.2f} |")
+               f"(sgemm {tot['sgemm'] * 1e3:.1f} ms) | {tot['sgemm'] / tot['npcnn']:.2f} | {tot['b2b npcnn'] * 1e3:.1f} | "
+               f"{tot['b2b sgemm'] * 1e3:.1f} | {tot['b2b sgemm'] / tot['b2b npcnn']:.2f} |")
     print(out[-1], f"({load()})", flush=True)
     lines += ["", "### Per-layer GFLOP/s, VGG16 3×3 convolutions, batch 1", f"({load()})", ""] + out
 
