@@ -247,47 +247,46 @@ SMALL_GEMM = 1_000_000
 """OpenBLAS's bound for its small-matrix kernels: M*N*K <= 100^3 (kernel/x86_64/
 sgemm_small_kernel_permit_skylakex.c, which also refuses a transposed b with K < 32 or M*N > 1200)."""
 SMALL_GEMM_MIN_SIDE = 4
+SMALL_GEMM_MIN_WIDTH = 8
+SMALL_GEMM_MAX_WIDTH = 128
+"""Products are cut only when N is within these (a (1, K) @ (K, N) or (M, K) @ (K, 1) product is left to
+the BLAS's own GEMV) and each block has SMALL_GEMM_MIN_SIDE rows or more. The upper bound, measured on one
+thread with stacks of 36 (tiles, C) @ (C, C') GEMMs as Winograd runs them: C -> C' = 64 -> 64 0.78x the
+time, 64 -> 128 0.89x, 128 -> 128 even, 128 -> 256 1.24x, 256 -> 256 1.15x, 512 -> 512 1.2x (im2col
+products: (M, 576) @ (576, 64) 0.75x, (M, 1152) @ (1152, 128) 0.86x)."""
 SMALL_KERNELS = _functions is not None and _functions[2].lower() in SMALL_KERNEL_CORES
 
 
-def _split_axis(x, axis, size, whole):
-    """x (..., M, K) with axis -2 (or (..., K, N) with axis -1): its first ``whole`` rows (columns) as a
-    stack of blocks of ``size``, the block index inserted before the last two axes (a strided view)."""
-    *lead, r, c = x.shape
+def _split_rows(x, size, whole):
+    """x (..., M, K) -> its first ``whole`` rows as a stack of blocks of ``size`` rows, (..., whole/size, size,
+    K), the block index inserted before the last two axes (a strided view)."""
+    *lead, _, c = x.shape
     *lead_strides, sr, sc = x.strides
-    if axis == -2:
-        return as_strided(x, (*lead, whole // size, size, c), (*lead_strides, size * sr, sr, sc))
-    return as_strided(x, (*lead, whole // size, r, size), (*lead_strides, size * sc, sr, sc))
+    return as_strided(x, (*lead, whole // size, size, c), (*lead_strides, size * sr, sr, sc))
 
 
 def gemm(a, b, out):
     """out = a @ b (NumPy's matmul rules, stacks included) on the calling thread's BLAS.
 
-    Where OpenBLAS has small-matrix kernels (SMALL_KERNELS) a float32 product with one narrow side is
-    cut along its longer side into blocks of at most SMALL_GEMM multiply-adds, all handed to one
-    np.matmul call as a stack (no Python loop): the regular kernel packs both matrices for every call,
-    which dominates when one side is narrow. Measured on one thread (Zen 4, OpenBLAS 0.3.31 SkylakeX
-    kernels): (22500, 27) @ (27, 16) 0.65x the time, (50176, 27) @ (27, 64) 0.69x, (5625, 144) @ (144, 32)
-    0.79x, (1369, 288) @ (288, 64) 0.84x, (12544, 576) @ (576, 64) 0.75x; blocks of twice that size fall
-    back to the regular kernel and take as long as one call.
+    Where OpenBLAS has small-matrix kernels (SMALL_KERNELS), a float32 product of many rows and few
+    columns (SMALL_GEMM_MIN_WIDTH to SMALL_GEMM_MAX_WIDTH) is cut into blocks of rows within its bound of
+    SMALL_GEMM multiply-adds, all handed to one np.matmul call as a stack (no Python loop): the regular
+    kernel packs both matrices on every call, which dominates when the product is narrow. Measured on one
+    thread (Zen 4, OpenBLAS 0.3.31 SkylakeX kernels): (22500, 27) @ (27, 16) 0.65x the time, (50176, 27) @
+    (27, 64) 0.69x, (5625, 144) @ (144, 32) 0.79x, (1369, 288) @ (288, 64) 0.84x, (12544, 576) @ (576, 64)
+    0.75x; blocks of twice the bound fall back to the regular kernel and take as long as one call. Only
+    rows are cut: blocks of columns of a row-major b are read with a stride (a Dense layer's (1, K) @ (K, N)
+    cut into column blocks ran 1.1x slower in VGG16).
     """
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
-    if not SMALL_KERNELS or out.dtype != np.float32 or m * k * n <= SMALL_GEMM:
+    size = SMALL_GEMM // max(k * n, 1)  # rows per block
+    if not SMALL_KERNELS or out.dtype != np.float32 or m <= size or size < SMALL_GEMM_MIN_SIDE \
+            or not SMALL_GEMM_MIN_WIDTH <= n <= SMALL_GEMM_MAX_WIDTH:
         return np.matmul(a, b, out=out)
-    rows = m >= n  # cut the longer side
-    size = SMALL_GEMM // (k * (n if rows else m))
-    length = m if rows else n
-    if size < SMALL_GEMM_MIN_SIDE:
-        return np.matmul(a, b, out=out)
-    whole = length - length % size
-    if rows:
-        np.matmul(_split_axis(a, -2, size, whole), b[..., None, :, :], out=_split_axis(out, -2, size, whole))
-        if whole < m:
-            np.matmul(a[..., whole:, :], b, out=out[..., whole:, :])
-    else:
-        np.matmul(a[..., None, :, :], _split_axis(b, -1, size, whole), out=_split_axis(out, -1, size, whole))
-        if whole < n:
-            np.matmul(a, b[..., whole:], out=out[..., whole:])
+    whole = m - m % size
+    np.matmul(_split_rows(a, size, whole), b[..., None, :, :], out=_split_rows(out, size, whole))
+    if whole < m:
+        np.matmul(a[..., whole:, :], b, out=out[..., whole:, :])
     return out
 
 

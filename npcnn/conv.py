@@ -611,7 +611,7 @@ def _winograd_output(v, u, b, out, m, t0, t1, epilogue=None):
     _, _, n, tb, tw, c = v.shape
     _, oh, ow, co = out.shape
     prod = _workspace("wino_m", (a * a, n * tb * tw, co), v.dtype)
-    np.matmul(v.reshape(a * a, -1, c), u, out=prod)  # the a*a GEMMs (tiles, cin) @ (cin, cout)
+    blas.gemm(v.reshape(a * a, -1, c), u, prod)  # the a*a GEMMs (tiles, cin) @ (cin, cout)
     if tile.apply_at is None:  # two GEMMs with A^T; the second writes over the products, no longer needed
         at = tile.AT.astype(v.dtype)
         half = _workspace("wino_half", (m, a, n * tb * tw * co), v.dtype)

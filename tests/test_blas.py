@@ -237,10 +237,12 @@ def small_kernels(monkeypatch):
 @pytest.mark.parametrize("a_shape,b_shape,cut", [
     ((97, 6), (6, 8), "rows"),              # 12 rows a block, one short block left
     ((96, 6), (6, 8), "rows"),              # blocks exactly
-    ((5, 6), (6, 203), "columns"),          # the longer side is N
-    ((3, 41, 4), (2, 3, 4, 5), "rows"),     # stacks broadcast: (G, M, K) @ (taps, G, K, N)
+    ((97, 6), (6, 4), None),                # narrower than SMALL_GEMM_MIN_WIDTH
+    ((5, 6), (6, 203), None),               # more columns than rows: never cut into blocks of columns
+    ((3, 41, 4), (2, 3, 4, 9), "rows"),     # stacks broadcast: (G, M, K) @ (taps, G, K, N)
     ((8, 10), (10, 7), None),               # within the bound: one call
     ((400, 60), (60, 40), None),            # a block would have fewer than SMALL_GEMM_MIN_SIDE rows
+    ((3000, 1), (1, 130), None),            # the narrow side wider than SMALL_GEMM_MAX_WIDTH
 ])
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_gemm_in_small_blocks_equals_matmul(rng, small_kernels, monkeypatch, a_shape, b_shape, cut, order):
@@ -261,9 +263,9 @@ def test_gemm_in_small_blocks_equals_matmul(rng, small_kernels, monkeypatch, a_s
     if cut is None:
         assert len(calls) == 1 and calls[0] == (a.shape, b.shape)
     else:
-        block = calls[0][0][-2] if cut == "rows" else calls[0][1][-1]
-        assert block * k * (n if cut == "rows" else m) <= blas.SMALL_GEMM
-        assert len(calls) == 1 + ((m if cut == "rows" else n) % block > 0)
+        block = calls[0][0][-2]
+        assert block * k * n <= blas.SMALL_GEMM
+        assert len(calls) == 1 + (m % block > 0)
 
 
 def test_gemm_keeps_float64_and_other_blas_whole(rng, monkeypatch):
