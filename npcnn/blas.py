@@ -6,7 +6,8 @@ and NumPy's copies and ufuncs between the GEMMs run on one core anyway. Worse, a
 threads keep spinning for a while, so any work npcnn then runs on its own threads shares the cores with
 them (measured: Winograd layers 1.7-2x slower right after a multi-threaded GEMM). So npcnn never lets
 the BLAS thread: it splits work into parts on its own threads (:func:`parallel`), and each part's GEMMs
-run on one BLAS thread (:func:`limited`); :func:`matmul` is a GEMM split that way.
+run on one BLAS thread (:func:`limited`); :func:`matmul` is a GEMM split that way, and :func:`gemm` one
+product on the calling thread, cut into blocks for OpenBLAS's small-matrix kernels where those pay.
 
 OpenBLAS has no Python interface: its ``set_num_threads`` / ``get_num_threads`` functions are called
 through ctypes on the library NumPy already loaded (found next to NumPy, or in this process's memory
