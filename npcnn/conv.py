@@ -917,9 +917,9 @@ def _max_pool_backward_tiled(dout, xc, out, pool, dxc):
     xc, dxc: (N, oh*kh, ow*kw, C) views of the input and of dx (C contiguous); out, dout: (N, oh, ow, C).
     """
     (kh, kw), (n, oh, ow, c) = pool, out.shape
-    if xc.strides[-1] != xc.itemsize:
-        xc = np.ascontiguousarray(xc)
-    taps = _workspace("pool_taps", (kh, kw, n, oh, ow, c), out.dtype)
+    if xc.dtype != dxc.dtype or xc.strides[-1] != xc.itemsize:  # pixels are copied as bytes: same dtype
+        xc = np.ascontiguousarray(xc, dtype=dxc.dtype)
+    taps = _workspace("pool_taps", (kh, kw, n, oh, ow, c), dxc.dtype)
     windows_of = lambda a: _as_pixels(a).reshape(n, oh, kh, ow, kw).transpose(2, 4, 0, 1, 3)
     np.copyto(_as_pixels(taps), windows_of(xc))
     _route_max(dout, out, ((taps[a, b], taps[a, b]) for a in range(kh) for b in range(kw)), disjoint=True)

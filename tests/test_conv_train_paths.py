@@ -82,18 +82,18 @@ def test_max_pool_backward_routes_to_first_maximum(pool, strides, padding):
     np.testing.assert_allclose(fused.sum(), dy.sum())  # every window's gradient lands exactly once
 
 
-@pytest.mark.parametrize("channels", [1, 16, 40])
-def test_tiled_max_pool_backward_on_strided_channels_and_batches(channels):
+@pytest.mark.parametrize("channels,dy_dtype", [(1, np.float32), (16, np.float32), (40, np.float32), (16, np.float64)])
+def test_tiled_max_pool_backward_on_strided_channels_and_batches(channels, dy_dtype):
     """The tiled max-pool backward gathers whole pixels as opaque blocks: inputs whose channels are not
     contiguous (a channel slice), several images, and odd sizes (the last row/column is no window's) must
-    route exactly as the winner indices do."""
+    route exactly as the winner indices do, also when the gradient's dtype is not the input's."""
     rng = np.random.default_rng(2)
     wide = np.maximum(rng.standard_normal((3, 9, 11, 2 * channels)), 0.0).astype(np.float32)
     wide[..., ::4] = np.round(wide[..., ::4])  # positive ties too
     x = wide[..., ::2]  # channels at stride 2
     pads = ((0, 0), (0, 0))
     out = core.pool2d(x, (2, 2), (2, 2), pads, "max")
-    dy = rng.standard_normal(out.shape).astype(np.float32)
+    dy = rng.standard_normal(out.shape).astype(dy_dtype)  # float64: pixels of another size than x's
     got = core.pool2d_backward(dy, x, out, (2, 2), (2, 2), pads, "max")
     winner = core.pool2d_argmax(x, out, (2, 2), (2, 2), pads)
     want = core.pool2d_backward(dy, x.shape, out, (2, 2), (2, 2), pads, "max", winner)
