@@ -63,13 +63,17 @@ def relu(z, out=None):
     return out
 
 
-def relu_forward(z, negative_slope=0.0, max_value=None, threshold=0.0):
+def relu_forward(z, negative_slope=0.0, max_value=None, threshold=0.0, out=None):
+    """Keras's ReLU with its options, into ``out`` when given (``out=z``: in place)."""
     if negative_slope == 0 and max_value is None and threshold == 0:
-        return relu(z)
+        return relu(z, out)
     y = np.where(z >= threshold, z, negative_slope * (z - threshold)).astype(z.dtype, copy=False)
     if max_value is not None:
         y = np.minimum(y, max_value)
-    return y
+    if out is None:
+        return y
+    out[...] = y
+    return out
 
 
 def relu_derivative(z, negative_slope=0.0, max_value=None, threshold=0.0):
@@ -246,9 +250,8 @@ class Activation:
 
     def forward_into(self, z, **params):
         """z <- forward(z) in place (z: a finished block of a layer's own fresh output, still in cache)."""
-        if self.name == "relu" and params.get("negative_slope", 0) == 0 and params.get("max_value") is None \
-                and params.get("threshold", 0) == 0:
-            relu(z, out=z)
+        if self.name == "relu":
+            relu_forward(z, out=z, **params)
         else:
             z[...] = self.forward(z, **params)
 
