@@ -316,10 +316,9 @@ def section_layers(args, lines):
             finally:
                 core.WINOGRAD = mode
 
-        med = timed({"npcnn": lambda: core.conv2d(x, w, None, (1, 1), pads), "plain": plain,
-                     "sgemm": lambda: np.matmul(a, b, out=c)}, args.repeats, pause=0.25)
-        b2b = timed({"npcnn": lambda: core.conv2d(x, w, None, (1, 1), pads),
-                     "sgemm": lambda: np.matmul(a, b, out=c)}, max(3, args.repeats // 2), pause=0.25, burst=5)
+        cases = {"npcnn": lambda: core.conv2d(x, w, None, (1, 1), pads), "sgemm": lambda: np.matmul(a, b, out=c)}
+        med = timed({**cases, "plain": plain}, args.repeats, pause=0.25)
+        b2b = timed(cases, max(3, args.repeats // 2), pause=0.25, burst=5)
         flop = 2 * s * s * 9 * cin * cout
         tile = core.use_winograd(w.shape, (1, 1), (1, 1), 1, (1, s, s))
         path = f"Winograd F({tile}×{tile},3×3)" if tile else "im2col + GEMM"
