@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import time
 import tracemalloc
 import zipfile
@@ -299,9 +300,28 @@ def test_unreadable_dataset_is_named(tmp_path):
 
 
 def test_reader_crash_is_a_format_error(monkeypatch):
+    """The forked reader dies, then the fresh-interpreter reader dies too: one FormatError saying so."""
     monkeypatch.setattr(hdf5, "_snapshot", lambda source, size, out: os._exit(3))
+    monkeypatch.setattr(sys, "executable", shutil.which("false"))  # the spawned child exits with no answer
     with pytest.raises(FormatError, match="crashed"):
         hdf5.open_hdf5(os.path.join(KERAS, "conv2d.k3.h5"), "conv2d.k3.h5")
+
+
+def test_forked_reader_crash_falls_back_to_a_fresh_interpreter(monkeypatch):
+    """A forked child can die for reasons of the parent's (a lock another thread held at the fork, as with
+    TensorFlow loaded): the file is then read by a fresh interpreter, and the model opens."""
+    path = os.path.join(KERAS, "conv2d.k3.h5")
+    expected = hdf5.open_hdf5(path, path)
+    monkeypatch.setattr(hdf5, "_snapshot", lambda source, size, out: os._exit(3))
+    spawned = []
+    real_spawned = hdf5._read_spawned
+    monkeypatch.setattr(hdf5, "_read_spawned", lambda *a: spawned.append(a) or real_spawned(*a))
+    got = hdf5.open_hdf5(path, path)
+    assert len(spawned) == 1
+    names, got_names = [], []
+    expected.visititems(lambda n, o: names.append(n))
+    got.visititems(lambda n, o: got_names.append(n))
+    assert got_names == names and got.attrs["model_config"] == expected.attrs["model_config"]
 
 
 # ---------------------------------------------------------------------------------------------- normal files

@@ -50,10 +50,21 @@ def open_hdf5(source, where, seconds=None):
     """
     size = len(source) if isinstance(source, (bytes, bytearray)) else os.path.getsize(source)
     seconds = HDF5_SECONDS + size / HDF5_RATE if seconds is None else seconds
-    read = _read_forked if sys.platform.startswith("linux") else _read_spawned
     with reading(where, "reading the HDF5 reader's answer"):
-        header, arrays = read(source, size, seconds, where)
+        if not sys.platform.startswith("linux"):
+            return _unpack(*_read_spawned(source, size, seconds, where), where)
+        try:
+            header, arrays = _read_forked(source, size, seconds, where)
+        except _ChildDied:
+            # A forked copy of a process with other threads (TensorFlow's, say) can die on a lock one of
+            # them held at the fork; a fresh interpreter cannot. A file that really crashes libhdf5 crashes
+            # it again, and that error is the answer.
+            header, arrays = _read_spawned(source, size, seconds, where)
         return _unpack(header, arrays, where)
+
+
+class _ChildDied(FormatError):
+    """The reader process ended without an answer (crashed), as opposed to reporting an error or being late."""
 
 
 def _late(where, seconds):
@@ -88,13 +99,13 @@ def _read_header(stream, where):
     """The child's JSON header: 8-byte length, then the text."""
     raw = stream.read(8)
     if len(raw) < 8:
-        raise FormatError(f"{where}: the HDF5 reader stopped without an answer (it crashed on the file)")
+        raise _ChildDied(f"{where}: the HDF5 reader stopped without an answer (it crashed on the file)")
     (length,) = struct.unpack("<Q", raw)
     if length > MAX_HEADER_BYTES:
         raise FormatError(f"{where}: the HDF5 metadata is over {MAX_HEADER_BYTES:,} bytes; refused")
     text = stream.read(length)
     if len(text) < length:
-        raise FormatError(f"{where}: the HDF5 reader stopped mid-answer (it crashed on the file)")
+        raise _ChildDied(f"{where}: the HDF5 reader stopped mid-answer (it crashed on the file)")
     try:
         header = json.loads(text)
     except (ValueError, RecursionError):
@@ -172,7 +183,7 @@ def _read_array(stream, declared, where):
     if tag == b"E":
         _read_header(stream, where)  # raises the child's error
     if tag != b"A":
-        raise FormatError(f"{where}: the HDF5 reader stopped mid-answer (it crashed on the file)")
+        raise _ChildDied(f"{where}: the HDF5 reader stopped mid-answer (it crashed on the file)")
     try:
         array = np.lib.format.read_array(stream, allow_pickle=False)
     except ValueError as e:
