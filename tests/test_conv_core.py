@@ -225,6 +225,26 @@ def test_row_chunking_and_batch_blocks_change_nothing(rng, plain, monkeypatch, k
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("kernel,strides,dilation,groups,padding", [g for g in GEOMETRIES if g[3] == 1])
+@pytest.mark.parametrize("block_bytes", [1, 400, 3000])  # one output row per block, a few rows, a few images
+def test_image_planes_in_small_blocks_with_the_bias_in_the_gemm(rng, monkeypatch, kernel, strides, dilation, groups,
+                                                                padding, block_bytes):
+    """An RGB input goes through the planar blocks (bias as a row of ones under the im2col, activation per
+    block), on parts split by images and by output rows: the definition, + b, activated once."""
+    from npcnn import blas
+    monkeypatch.setattr(blas, "THREADS", 3)
+    monkeypatch.setattr(blas, "SMALL_PRODUCT", 0)  # every layer worth all three parts
+    monkeypatch.setattr(core, "PLANAR_BLOCK_BYTES", block_bytes)
+    for n in (1, 2, 4):  # rows split over the parts (n < 3), images split (n >= 3)
+        x, w, pads = _case(rng, kernel, strides, dilation, groups, padding, n=n, hw=(11, 10), cin=3, cout=5)
+        b = rng.standard_normal(5)
+        want = 2 * (direct_conv(x, w, strides, pads, dilation) + b) + 1
+        np.testing.assert_allclose(core.conv2d(x, w, b, strides, pads, dilation, epilogue=_affine_in_place), want,
+                                   rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(core.conv2d(x, w, None, strides, pads, dilation),
+                                   direct_conv(x, w, strides, pads, dilation), rtol=1e-12, atol=1e-12)
+
+
 def test_one_by_one_is_a_matmul(rng):
     x = rng.standard_normal((2, 5, 6, 7))
     w = rng.standard_normal((1, 1, 7, 3))
