@@ -366,12 +366,13 @@ def section_profile(args, lines):
               f"({load()})", ""] + out
 
 
-def memory_child(size, budget_mib):
-    """Run in a subprocess: VGG16's conv base on one size x size image, forward + input gradient, with
-    im2col/Winograd blocks of at most ``budget_mib`` MiB. Prints peak RSS and seconds; saves the gradient."""
+def memory_child(size, budget_mib, dtype):
+    """Run in a subprocess: VGG16's conv base on one size x size image, forward + input gradient in ``dtype``,
+    with im2col/Winograd blocks of at most ``budget_mib`` MiB. Prints peak RSS and seconds; saves the gradient."""
     core.MEMORY_BUDGET = int(budget_mib * 2**20)
     model = npcnn_model(VGG16, (size, size))
-    x = np.random.default_rng(1).uniform(0, 1, (1, size, size, 3)).astype(np.float32)
+    model.astype(dtype)
+    x = np.random.default_rng(1).uniform(0, 1, (1, size, size, 3)).astype(dtype)
     t0 = time.perf_counter()
     g = model.input_gradient(x)
     dt = time.perf_counter() - t0
@@ -390,8 +391,8 @@ def peak_rss():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def run_memory_child(size, budget_mib, out):
-    p = subprocess.run([sys.executable, os.path.abspath(__file__), "--memory-child", str(size), str(budget_mib)],
+def run_memory_child(size, budget_mib, out, dtype="float32"):
+    p = subprocess.run([sys.executable, os.path.abspath(__file__), "--memory-child", str(size), str(budget_mib), dtype],
                        capture_output=True, text=True, env=dict(os.environ, NPCNN_BENCH_OUT=out))
     if p.returncode != 0:
         raise RuntimeError(p.stderr.strip().splitlines()[-1:])
@@ -399,13 +400,16 @@ def run_memory_child(size, budget_mib, out):
 
 
 def section_memory(args, lines):
-    """Peak RSS of the big run (default block budget), and chunked == unchunked on a 512x512 image
-    (a budget larger than any layer's whole im2col matrix)."""
+    """Peak RSS of the big run (default block budget, float32), and chunked == unchunked on a 512x512 image
+    (a budget larger than any layer's whole im2col matrix) in float64: in float32, blocks of other sizes
+    round a few sums differently (the BLAS's kernels for a block's last rows add in another order), and an
+    input gradient jumps wherever that flips a ReLU or max-pool near-tie (8.5e-2 of its maximum, measured)."""
     size, budget = args.memory_size, core.MEMORY_BUDGET >> 20
     with tempfile.TemporaryDirectory() as d:
         try:
             big, _ = run_memory_child(size, budget, os.path.join(d, "big.npy"))
-            (_, chunked), (_, whole) = (run_memory_child(512, b, os.path.join(d, f"{b}.npy")) for b in (budget, 4096))
+            (_, chunked), (_, whole) = (run_memory_child(512, b, os.path.join(d, f"{b}.npy"), "float64")
+                                         for b in (budget, 4096))
         except RuntimeError as e:
             lines.append(f"- memory: the child process failed: {e}")
             return
@@ -413,7 +417,7 @@ def section_memory(args, lines):
     line = (f"- VGG16 convolutional base, one {size}×{size} image, forward + input gradient (npcnn): peak RSS "
             f"**{big['peak'] / 2**30:.2f} GiB** (target < 4 GiB) in {big['seconds']:.0f} s, with im2col/Winograd "
             f"blocks of ≤ {budget} MiB. Chunked vs unchunked (512×512, blocks ≤ {budget} MiB vs one block per "
-            f"layer): input gradients differ by {same:.1e} relative ({load()})")
+            f"layer), in float64: input gradients differ by {same:.1e} relative ({load()})")
     print(line, flush=True)
     lines += ["", "### Memory", "", line]
 
@@ -513,10 +517,10 @@ def main():
     ap.add_argument("--blas-threads", help="OPENBLAS_NUM_THREADS for npcnn (default: OpenBLAS's own, every core); "
                     "1 is faster when the machine is oversubscribed (OpenBLAS threads wait for each other)")
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
-    ap.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
-        memory_child(int(args.memory_child[0]), float(args.memory_child[1]))
+        memory_child(int(args.memory_child[0]), float(args.memory_child[1]), args.memory_child[2])
         return
     args.only = set(args.only.split(","))
     args.batches = [int(b) for b in args.batches.split(",")]

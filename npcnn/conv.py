@@ -20,6 +20,8 @@ Fast paths (each checked against the plain im2col path in tests/test_conv_core.p
                        (tiles, cin) @ (cin, cout) instead of one with 9*cin columns, 2.25× (4×) fewer
                        multiplies; split over the cores on npcnn's own threads, each GEMM on one BLAS
                        thread (npcnn.blas)
+  1-3 input channels   (an image's first layer) tap-major im2col from channel planes in cache-sized blocks,
+                       the bias added by the GEMM (a row of ones under the im2col), see :func:`_planar_rows`
 
 Epilogue: a layer's activation can be handed to the forward (``epilogue=``); it runs on each finished
 block of the output, on the thread that made it, while the block is still in cache.
