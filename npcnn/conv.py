@@ -34,7 +34,7 @@ Backward::
          otherwise: dcols = dout @ w.T, then added back window offset by window offset (col2im: a loop
                     over the kh*kw taps, each a vectorised strided add, never a scatter over pixels);
                     it copies taps*cin numbers per pixel where the flipped convolution copies taps*cout;
-                    into an image's 1-3 channels on channel planes (:func:`_col2im_planar`)
+                    into an image's 1-3 channels on channel planes; one part per core (:func:`_col2im`)
 
 Threads: every layer is split into one part per core (output rows, images, or output channels), each part
 run start to end (copies, GEMMs, transforms) on its own thread with NumPy's BLAS limited to one thread
@@ -732,43 +732,70 @@ def conv2d_input_grad(dout, w, x_shape, strides=(1, 1), pads=((0, 0), (0, 0)), d
                            source=(w, True))
     # col2im (strides, cin < cout, or paddings larger than the kernel): per tap t = (a, b),
     # dcols[t] = dout @ w[a, b].T, added back at offset (a*dh, b*dw). Tap-major (taps, M, cin) so that each
-    # tap's block is contiguous: its add runs over whole rows (ow*cin numbers at stride 1), not cin at a time.
-    taps = kh * kw
+    # tap's block is contiguous: its add runs over whole rows (ow*cin numbers at stride 1), not cin at a time
+    # (one GEMM with every tap's columns side by side, (M, cout) @ (cout, taps*cin), is up to 1.7x faster
+    # itself, but its adds then read cin numbers at a time: the whole input gradient took 1.3-2.6x as long).
+    taps, cout_g = kh * kw, cout // groups
     if groups == 1 and cin <= PLANAR_MAX_CHANNELS:
-        return _col2im_planar(dout, w, x_shape, strides, pads, dilation)
+        # few input channels: dcols (taps*cin, M) = w (taps*cin, cout) @ dout.T is one GEMM of a sensible
+        # shape (tap-major, it would be taps GEMMs of cin columns each: 3 for an RGB image, which the BLAS
+        # runs 4x slower), added into channel planes (cin, N, H, W) along rows of ow numbers of one channel
+        wk = w.reshape(taps * cin, cout)
+        planes = np.zeros((cin, n, h + pt + pb, wd + pl + pr), dtype=dout.dtype)
+
+        def tap_grads(n0, n1, r0, r1):  # -> (kh, kw, N, rows, ow, cin), a view of (kh, kw, cin, N, rows, ow)
+            d = dout[n0:n1, r0:r1].reshape(-1, cout)
+            dcols = matmul(wk, d.T, out=_workspace("cols", (taps * cin, d.shape[0]), d.dtype))
+            return dcols.reshape(kh, kw, cin, n1 - n0, r1 - r0, ow).transpose(0, 1, 3, 4, 5, 2)
+
+        _col2im(planes.transpose(1, 2, 3, 0), tap_grads, (kh, kw), (sh, sw), (dh, dw), oh, ow, taps * cin, cout)
+        return np.ascontiguousarray(planes[:, :, pt:pt + h, pl:pl + wd].transpose(1, 2, 3, 0))
     dxpad = np.zeros((n, h + pt + pb, wd + pl + pr, cin), dtype=dout.dtype)
     wt = np.ascontiguousarray(w.reshape(taps, cin_g, groups, -1).transpose(0, 2, 3, 1))  # (taps, G, cout_g, cin_g)
-    for n0, n1, r0, r1 in _blocks(n, oh, ow * taps * cin * dout.itemsize):
-        d = dout[n0:n1, r0:r1].reshape(-1, groups, cout // groups).transpose(1, 0, 2)  # (G, M, cout_g)
+
+    def tap_grads(n0, n1, r0, r1):  # -> (kh, kw, N, rows, ow, cin): a view if groups == 1
+        d = dout[n0:n1, r0:r1].reshape(-1, groups, cout_g).transpose(1, 0, 2)  # (G, M, cout_g)
         dcols = matmul(d, wt, out=_workspace("cols", (taps, groups, d.shape[1], cin_g), d.dtype))
-        dcols = dcols.transpose(0, 2, 1, 3).reshape(kh, kw, n1 - n0, r1 - r0, ow, cin)  # a view if groups == 1
-        for a in range(kh):
-            for b in range(kw):
-                y0, x0 = a * dh + r0 * sh, b * dw
-                dxpad[n0:n1, y0:y0 + (r1 - r0 - 1) * sh + 1:sh, x0:x0 + (ow - 1) * sw + 1:sw] += dcols[a, b]
+        return dcols.transpose(0, 2, 1, 3).reshape(kh, kw, n1 - n0, r1 - r0, ow, cin)
+
+    _col2im(dxpad, tap_grads, (kh, kw), (sh, sw), (dh, dw), oh, ow, taps * cin, cout_g)
     return dxpad[:, pt:pt + h, pl:pl + wd]
 
 
-def _col2im_planar(dout, w, x_shape, strides, pads, dilation):
-    """col2im for few input channels: dcols (taps*cin, M) = w (taps*cin, cout) @ dout.T is one GEMM of
-    a sensible shape (tap-major, it would be taps GEMMs of cin columns each: 3 for an RGB image, which the
-    BLAS runs 4x slower), and each tap's add runs over rows of ow numbers of one channel plane; the planes
-    (cin, N, H, W) are turned to NHWC at the end."""
-    n, h, wd, cin = x_shape
-    kh, kw, _, cout = w.shape
-    (pt, pb), (pl, pr) = pads
-    (dh, dw), (sh, sw) = dilation, strides
-    oh, ow = dout.shape[1:3]
-    planes = np.zeros((cin, n, h + pt + pb, wd + pl + pr), dtype=dout.dtype)
-    wk = w.reshape(kh * kw * cin, cout)
-    for n0, n1, r0, r1 in _blocks(n, oh, ow * kh * kw * cin * dout.itemsize):
-        d = dout[n0:n1, r0:r1].reshape(-1, cout)
-        dcols = matmul(wk, d.T).reshape(kh, kw, cin, n1 - n0, r1 - r0, ow)
-        for a in range(kh):
-            for b in range(kw):
-                y0, x0 = a * dh + r0 * sh, b * dw
-                planes[:, n0:n1, y0:y0 + (r1 - r0 - 1) * sh + 1:sh, x0:x0 + (ow - 1) * sw + 1:sw] += dcols[a, b]
-    return np.ascontiguousarray(planes[:, :, pt:pt + h, pl:pl + wd].transpose(1, 2, 3, 0))
+def _col2im(dxpad, tap_grads, kernel, strides, dilation, oh, ow, k, depth):
+    """dxpad (N, Hp, Wp, C) += every tap's gradient at its offset: tap (a, b)'s gradient of output pixel
+    (i, j) lands on padded pixel (i*sh + a*dh, j*sw + b*dw). tap_grads(n0, n1, r0, r1) gives the taps'
+    gradients of output rows r0:r1 of images n0:n1, (kh, kw, n1-n0, r1-r0, ow, C); k: numbers per output
+    pixel in them (for the blocks' size); depth: the length of the sums that make them (for the parts).
+
+    One part per core, each computing its own blocks' GEMMs and adds: by images when there are as many, else
+    by rows of dxpad. A part that owns padded rows y0:y1 takes every output row with a tap landing there (the
+    kh-1 rows at a border are computed by both neighbours) and adds only what lands inside y0:y1, so no two
+    parts ever add to the same numbers.
+    """
+    n, hp = dxpad.shape[:2]
+    (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilation
+    parts = min(blas.gemm_parts(), blas._parts(n * oh * ow * k * depth, blas.SMALL_PRODUCT))  # by multiply-adds
+    budget = MEMORY_BUDGET // parts
+
+    def rows(n0, n1, y0, y1):
+        first = max(0, -(-(y0 - (kh - 1) * dh) // sh))  # the output rows with a tap landing in y0:y1
+        last = min(oh, -(-y1 // sh))
+        for m0, m1, r0, r1 in _blocks(n1 - n0, last, ow * k * dxpad.itemsize, budget, first):
+            grads = tap_grads(n0 + m0, n0 + m1, r0, r1)
+            for a in range(kh):
+                i0 = max(r0, -(-(y0 - a * dh) // sh))  # this tap's rows that land in y0:y1
+                i1 = min(r1, -(-(y1 - a * dh) // sh))
+                if i0 >= i1:
+                    continue
+                for b in range(kw):
+                    dxpad[n0 + m0:n0 + m1, i0 * sh + a * dh:(i1 - 1) * sh + a * dh + 1:sh,
+                          b * dw:b * dw + (ow - 1) * sw + 1:sw] += grads[a, b, :, i0 - r0:i1 - r0]
+
+    if n >= parts:
+        parallel(lambda n0, n1: rows(n0, n1, 0, hp), n, parts=parts)
+    else:
+        parallel(lambda y0, y1: rows(0, n, y0, y1), hp, parts=parts)
 
 
 def conv2d_weight_grad(x, dout, w_shape, strides=(1, 1), pads=((0, 0), (0, 0)), dilation=(1, 1), groups=1,

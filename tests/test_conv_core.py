@@ -122,6 +122,31 @@ def test_conv_backward_adjoint_identities(rng, kernel, strides, dilation, groups
                                rtol=1e-11, atol=1e-12)
 
 
+@pytest.mark.parametrize("kernel,strides,dilation,groups,padding", GEOMETRIES)
+@pytest.mark.parametrize("cin,cout", [(2, 6), (6, 8)])  # col2im on channel planes, tap-major col2im
+@pytest.mark.parametrize("budget", [1, 1 << 20])  # one output row per block, or whole parts
+def test_col2im_split_over_parts_equals_one_part(rng, monkeypatch, kernel, strides, dilation, groups, padding, cin,
+                                                 cout, budget):
+    """The col2im input gradient on three parts (by images, or by padded rows when there are fewer images:
+    each part adds only into its own rows, recomputing the output rows at its borders) equals one part,
+    and satisfies the adjoint identity."""
+    from npcnn import blas
+    monkeypatch.setattr(core, "MEMORY_BUDGET", budget)
+    for n in (1, 2, 4):
+        x, w, pads = _case(rng, kernel, strides, dilation, groups, padding, n=n, hw=(11, 10), cin=cin, cout=cout)
+        y = core.conv2d(x, w, None, strides, pads, dilation, groups)
+        dy = rng.standard_normal(y.shape)
+        monkeypatch.setattr(blas, "THREADS", 1)
+        one = core.conv2d_input_grad(dy, w, x.shape, strides, pads, dilation, groups)
+        monkeypatch.setattr(blas, "THREADS", 3)
+        monkeypatch.setattr(blas, "SMALL_PRODUCT", 0)  # every layer worth all three parts
+        split = core.conv2d_input_grad(dy, w, x.shape, strides, pads, dilation, groups)
+        monkeypatch.undo()
+        monkeypatch.setattr(core, "MEMORY_BUDGET", budget)
+        np.testing.assert_allclose(split, one, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(np.vdot(x, split), np.vdot(y, dy), rtol=1e-11)
+
+
 @pytest.mark.parametrize("tile", [2, 4])
 @pytest.mark.parametrize("hw,padding,n", [((8, 8), "same", 1), ((7, 9), "same", 2), ((9, 6), "valid", 3),
                                           ((5, 5), "valid", 1), ((3, 3), "same", 2), ((13, 11), "same", 1)])
