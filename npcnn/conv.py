@@ -218,9 +218,8 @@ def _blocks(n, rows, bytes_per_row, budget=None, first=0):
 def _im2col(x, r0, r1, ow, kernel, strides, pads, dilation, name="cols"):
     """The im2col rows of output rows r0:r1: x (N, H, W, C) -> (N*(r1-r0)*ow, kh*kw*C), a workspace copy
     (a new array when ``name`` is None: the caller keeps it); Fortran-ordered when C <= PLANAR_MAX_CHANNELS."""
-    (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilation
     n, c = x.shape[0], x.shape[3]
-    taps = kh * kw * c
+    taps = kernel[0] * kernel[1] * c
     if c <= PLANAR_MAX_CHANNELS:
         # An image's 1-3 channels: copy tap-major from channel planes, (kh, kw, C, N, rows, ow), so each copy
         # moves whole output rows (the pixel-major copy moves kw*C numbers at a time, 2x slower for an RGB
@@ -231,9 +230,8 @@ def _im2col(x, r0, r1, ow, kernel, strides, pads, dilation, name="cols"):
         axis = 3 if n > 1 else 4  # split the copy over images, else over output rows
     else:
         (pt, _), (pl, _) = pads
-        a0, a1 = r0 * sh, (r1 - 1) * sh + (kh - 1) * dh + 1  # padded input rows the block reads
-        xb = _padded_rows(x, pt, pl, a0, a1, (ow - 1) * sw + (kw - 1) * dw + 1)
-        src = windows(xb, kernel, strides, dilation, (r1 - r0, ow))
+        a0, a1, width = _reads(r0, r1, ow, kernel, strides, dilation)
+        src = windows(_padded_rows(x, pt, pl, a0, a1, width), kernel, strides, dilation, (r1 - r0, ow))
         axis = 0 if n > 1 else 1
     cols = np.empty(src.shape, x.dtype) if name is None else _workspace(name, src.shape, x.dtype)
     part = lambda i0, i1: (slice(None),) * axis + (slice(i0, i1),)
@@ -241,14 +239,19 @@ def _im2col(x, r0, r1, ow, kernel, strides, pads, dilation, name="cols"):
     return cols.reshape(taps, -1).T if c <= PLANAR_MAX_CHANNELS else cols.reshape(-1, taps)
 
 
+def _reads(r0, r1, ow, kernel, strides, dilation):
+    """(a0, a1, width): output rows r0:r1 (ow wide) read padded input rows a0:a1, columns 0:width."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilation
+    return r0 * sh, (r1 - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1
+
+
 def _planes(x, pads, r0, r1, ow, kernel, strides, dilation):
     """The padded input rows that output rows r0:r1 read, as channel planes: x (N, H, W, C) ->
     (C, N, rows, width), a workspace copy."""
-    (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilation
     (pt, _), (pl, _) = pads
-    a0, a1 = r0 * sh, (r1 - 1) * sh + (kh - 1) * dh + 1
+    a0, a1, width = _reads(r0, r1, ow, kernel, strides, dilation)
     n, _, _, c = x.shape
-    planes = _workspace("planes", (c, n, a1 - a0, (ow - 1) * sw + (kw - 1) * dw + 1), x.dtype)
+    planes = _workspace("planes", (c, n, a1 - a0, width), x.dtype)
     _place(planes.transpose(1, 2, 3, 0), x, pt - a0, pl)  # the padding and the transpose in one copy
     return planes
 
