@@ -465,7 +465,7 @@ def _planar_rows(x, w, b, strides, pads, dilation, out, first, epilogue=None):
     planes = _planes(x, pads, first, rows, ow, (kh, kw), strides, dilation)
     for n0, n1, r0, r1 in _blocks(n, rows, ow * len(wmat) * x.itemsize, PLANAR_BLOCK_BYTES, first):
         src = _plane_windows(planes[:, n0:n1], (kh, kw), strides, dilation, r1 - r0, ow, r0 - first)
-        cols = _workspace("cols", (len(wmat), src[0, 0, 0].size), x.dtype)
+        cols = _workspace("cols", (len(wmat), (n1 - n0) * (r1 - r0) * ow), x.dtype)
         np.copyto(cols[:taps].reshape(src.shape), src)
         cols[taps:] = 1.0  # the bias's row, when there is one
         block = out[n0:n1, r0:r1]
