@@ -49,6 +49,13 @@ def direct_pool(x, pool, strides, pads, mode):
     return out
 
 
+def _on_parts(monkeypatch, count):
+    """Split every layer, however small, into ``count`` parts (threads), as a large layer on that many cores."""
+    from npcnn import blas
+    monkeypatch.setattr(blas, "THREADS", count)
+    monkeypatch.setattr(blas, "SMALL_PRODUCT", 0)
+
+
 @pytest.fixture
 def plain(monkeypatch):
     """Run the core with every fast path off: the plain im2col path (the reference for fast paths)."""
@@ -130,19 +137,17 @@ def test_col2im_split_over_parts_equals_one_part(rng, monkeypatch, kernel, strid
     """The col2im input gradient on three parts (by images, or by padded rows when there are fewer images:
     each part adds only into its own rows, recomputing the output rows at its borders) equals one part,
     and satisfies the adjoint identity."""
-    from npcnn import blas
     monkeypatch.setattr(core, "MEMORY_BUDGET", budget)
     for n in (1, 2, 4):
         x, w, pads = _case(rng, kernel, strides, dilation, groups, padding, n=n, hw=(11, 10), cin=cin, cout=cout)
         y = core.conv2d(x, w, None, strides, pads, dilation, groups)
         dy = rng.standard_normal(y.shape)
-        monkeypatch.setattr(blas, "THREADS", 1)
-        one = core.conv2d_input_grad(dy, w, x.shape, strides, pads, dilation, groups)
-        monkeypatch.setattr(blas, "THREADS", 3)
-        monkeypatch.setattr(blas, "SMALL_PRODUCT", 0)  # every layer worth all three parts
-        split = core.conv2d_input_grad(dy, w, x.shape, strides, pads, dilation, groups)
-        monkeypatch.undo()
-        monkeypatch.setattr(core, "MEMORY_BUDGET", budget)
+        with monkeypatch.context() as m:
+            _on_parts(m, 1)
+            one = core.conv2d_input_grad(dy, w, x.shape, strides, pads, dilation, groups)
+        with monkeypatch.context() as m:
+            _on_parts(m, 3)
+            split = core.conv2d_input_grad(dy, w, x.shape, strides, pads, dilation, groups)
         np.testing.assert_allclose(split, one, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(np.vdot(x, split), np.vdot(y, dy), rtol=1e-11)
 
@@ -256,9 +261,7 @@ def test_image_planes_in_small_blocks_with_the_bias_in_the_gemm(rng, monkeypatch
                                                                 padding, block_bytes):
     """An RGB input goes through the planar blocks (bias as a row of ones under the im2col, activation per
     block), on parts split by images and by output rows: the definition, + b, activated once."""
-    from npcnn import blas
-    monkeypatch.setattr(blas, "THREADS", 3)
-    monkeypatch.setattr(blas, "SMALL_PRODUCT", 0)  # every layer worth all three parts
+    _on_parts(monkeypatch, 3)
     monkeypatch.setattr(core, "PLANAR_BLOCK_BYTES", block_bytes)
     for n in (1, 2, 4):  # rows split over the parts (n < 3), images split (n >= 3)
         x, w, pads = _case(rng, kernel, strides, dilation, groups, padding, n=n, hw=(11, 10), cin=3, cout=5)
